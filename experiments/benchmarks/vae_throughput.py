@@ -1,0 +1,84 @@
+"""V's training throughput: images/s, achieved FLOP/s and the fraction of measured matmul peak.
+
+  python -m experiments.benchmarks.vae_throughput [--batch_size=100] [--z_size=32] [--steps=20]
+      [--transposed_conv=matmul] [--out=vae_throughput.json]
+
+The step's FLOPs come from XLA's cost analysis of the compiled train step; the peak is the best
+of several large fp32 matmuls on the same device. Compilation and a warm-up step are excluded.
+"""
+
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from experiments.configs import default
+from wm_jax.train import common, vae
+
+_BATCH = flags.DEFINE_integer('batch_size', 100, 'Images per step (paper: 100).')
+_Z = flags.DEFINE_integer('z_size', 32, 'Latent size (paper: 32 CarRacing, 64 Doom).')
+_STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps.')
+_DECONV = flags.DEFINE_enum('transposed_conv', 'matmul', ['matmul', 'xla'], 'Decoder deconv form.')
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
+_OUT = flags.DEFINE_string('out', None, 'Write the results as JSON here too.')
+
+
+def measured_matmul_flops(dtype=jnp.float32, size: int = 4096, repeats: int = 5) -> float:
+  """Best FLOP/s of a [size, size] @ [size, size] matmul on the default device."""
+  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+  matmul = jax.jit(lambda x: x @ x)
+  matmul(a).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul(a).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * size**3 / best
+
+
+def main(argv):
+  del argv
+  config = default.get_config()
+  config.vae.batch_size = _BATCH.value
+  config.vae.z_size = _Z.value
+  config.vae.transposed_conv = _DECONV.value
+  config.vae.dtype = _DTYPE.value
+  mesh = common.make_mesh(config.mesh.data)
+  state = jax.device_put(vae.create_train_state(config, jax.random.PRNGKey(0)),
+                         common.replicated(mesh))
+  frames = jax.device_put(
+      jax.random.randint(jax.random.key(1), (_BATCH.value, 64, 64, 3), 0, 256, jnp.int32
+                         ).astype(jnp.uint8), common.data_sharding(mesh, _BATCH.value))
+  step = vae.jit_train_step(config, mesh)
+  compiled = step.lower(state, frames).compile()
+  flops_per_step = float(compiled.cost_analysis()['flops'])
+
+  state, metrics = step(state, frames)  # Warm-up.
+  jax.block_until_ready(metrics)
+  times = []
+  for _ in range(_STEPS.value):
+    start = time.perf_counter()
+    state, metrics = step(state, frames)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  seconds = float(np.median(times))
+  peak = measured_matmul_flops(jnp.dtype(_DTYPE.value))
+  result = {
+      'device': jax.devices()[0].device_kind, 'platform': jax.default_backend(),
+      'jax': jax.__version__, 'batch_size': _BATCH.value, 'z_size': _Z.value,
+      'transposed_conv': _DECONV.value, 'dtype': _DTYPE.value,
+      'seconds_per_step': seconds, 'images_per_s': _BATCH.value / seconds,
+      'gflop_per_step': flops_per_step / 1e9, 'achieved_gflop_per_s': flops_per_step / seconds / 1e9,
+      'matmul_peak_gflop_per_s': peak / 1e9, 'fraction_of_peak': flops_per_step / seconds / peak,
+  }
+  print(json.dumps(result, indent=1))
+  if _OUT.value:
+    with open(_OUT.value, 'w') as f:
+      json.dump(result, f, indent=1)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,44 @@
+"""Default World Models run: pixel CartPole-v1, sized to finish on a 2-core CPU in minutes.
+
+Every key any stage reads is here: other configs import this one and change a few fields, and
+the entry point rejects keys that are not here. Paper values (Ha & Schmidhuber, 2018) are noted
+where this config departs from them.
+
+  python experiments/world_models.py --workdir=runs/cartpole
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  # Devices on the 'data' axis of the mesh; batches are sharded over them.
+  config.mesh = ml_collections.ConfigDict({'data': 1})
+
+  config.env = ml_collections.ConfigDict()
+  config.env.name = 'CartPole-v1'  # Any of wm_jax.envs.pixels.PIXEL_ENVS.
+
+  config.collect = ml_collections.ConfigDict()
+  config.collect.num_episodes = 1000  # Paper: 10,000.
+  config.collect.max_steps = 500  # CartPole-v1's time limit.
+  config.collect.max_action_repeat = 3  # A random action is held for 1..k frames (Doom: 10).
+  config.collect.episodes_per_chunk = 32  # Episodes per jitted collection call (memory).
+
+  config.vae = ml_collections.ConfigDict()
+  config.vae.z_size = 32
+  config.vae.kl_tolerance = 0.5
+  config.vae.learning_rate = 1e-4
+  config.vae.batch_size = 100
+  config.vae.num_steps = 2000
+  config.vae.shuffle_window = 2000  # Frames shuffled together after the episode shuffle.
+  config.vae.dtype = 'float32'
+  # 'matmul' or 'xla': two computations of the same transposed convs (models/conv_vae.py).
+  config.vae.transposed_conv = 'matmul'
+  config.vae.log_every = 50
+  config.vae.eval_every = 500
+  config.vae.checkpoint_every = 500
+
+  config.encode = ml_collections.ConfigDict()
+  config.encode.batch_size = 256  # Frames per jitted encoder call.
+  return config

@@ -1,0 +1,56 @@
+"""World Models pipeline: collect -> train V -> encode (M, C and the dream follow in later stages).
+
+  python -m experiments.world_models --workdir=runs/cartpole [--config=experiments/configs/default.py]
+      [--config.vae.num_steps=4000] [--stage=vae]
+
+Each stage is resumable and skipped when its output in the workdir is complete; a workdir written
+with a different configuration is refused with the differing keys.
+"""
+
+import json
+import os
+import time
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments.configs import default
+from wm_jax.config import check_keys
+from wm_jax.data.collect import collect_dataset
+from wm_jax.train import vae
+
+STAGES = {
+    'collect': collect_dataset,
+    'vae': vae.train_and_evaluate,
+    'encode': vae.encode_dataset,
+}
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', os.path.join(os.path.dirname(__file__), 'configs', 'default.py'),
+    'Path to an ml_collections config file.', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for datasets, checkpoints and results.',
+                               required=True)
+_STAGE = flags.DEFINE_enum('stage', 'all', ['all', *STAGES], 'Run one stage, or all in order.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  config = _CONFIG.value
+  check_keys(config, default.get_config())
+  workdir = os.path.abspath(_WORKDIR.value)
+  os.makedirs(workdir, exist_ok=True)
+  stages = list(STAGES) if _STAGE.value == 'all' else [_STAGE.value]
+  timings = {}
+  for name in stages:
+    start = time.perf_counter()
+    STAGES[name](config, workdir)
+    timings[name] = round(time.perf_counter() - start, 1)
+    logging.info('stage %s done in %.1f s', name, timings[name])
+  print('stage seconds:', json.dumps(timings))
+  print(f'outputs in {workdir}: data/rollouts, vae/reconstructions.png, vae/tensorboard, '
+        'data/latents, data/initial_latents.npz')
+
+
+if __name__ == '__main__':
+  app.run(main)

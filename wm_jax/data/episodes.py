@@ -1,0 +1,100 @@
+"""Episodes on disk: a TFDS dataset (array_record, no TensorFlow) of per-step arrays.
+
+One example is one episode: a dict of arrays whose leading axis is time, e.g. pixel rollouts
+(`frames` [T, 64, 64, 3] uint8, `actions` [T], `rewards` [T], `dones` [T]) or V's encodings
+(`mu`, `logvar` [T, z], ...). The same builder writes both; the features come from the
+`EpisodeSpec` handed to it.
+
+TFDS prepares a dataset in a temporary folder and renames it into place only when every shard
+and `dataset_info.json` are written, so a killed write never leaves a dataset that `open_episodes`
+takes for complete; the next `write_episodes` starts it again from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+# name -> (shape of one step, numpy dtype)
+EpisodeSpec = Mapping[str, tuple[tuple[int, ...], Any]]
+
+
+class EpisodeDataset(tfds.core.GeneratorBasedBuilder):
+  """A TFDS builder for episodes produced by a Python iterable (not registered by name)."""
+
+  VERSION = tfds.core.Version('1.0.0')
+
+  def __init__(self, *, spec: EpisodeSpec, episodes: Iterable[Mapping[str, np.ndarray]],
+               metadata: Mapping[str, Any], **kwargs):
+    self._spec = spec
+    self._episodes = episodes
+    self._metadata = dict(metadata)
+    super().__init__(file_format='array_record', **kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    features = tfds.features.FeaturesDict({
+        name: tfds.features.Tensor(shape=(None, *shape), dtype=dtype)
+        for name, (shape, dtype) in self._spec.items()})
+    return tfds.core.DatasetInfo(
+        builder=self, features=features,
+        description='Episodes written by wm_jax; one example = one episode, time first.',
+        disable_shuffling=True,  # Example i is the i-th episode written.
+        metadata=tfds.core.MetadataDict(self._metadata))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {'train': self._generate_examples()}
+
+  def _generate_examples(self):
+    for index, episode in enumerate(self._episodes):
+      missing = set(self._spec) - set(episode)
+      if missing:
+        raise ValueError(f'Episode {index} lacks the fields {sorted(missing)}.')
+      yield index, {name: np.asarray(episode[name]) for name in self._spec}
+
+
+def dataset_dir(path: str) -> str:
+  """Where TFDS keeps a dataset written with `write_episodes(path, ...)`."""
+  return os.path.join(path, 'episode_dataset', str(EpisodeDataset.VERSION))
+
+
+def is_complete(path: str) -> bool:
+  return os.path.exists(os.path.join(dataset_dir(path), 'dataset_info.json'))
+
+
+def write_episodes(path: str, spec: EpisodeSpec, episodes: Iterable[Mapping[str, np.ndarray]],
+                   metadata: Mapping[str, Any]) -> None:
+  """Writes the episodes as one TFDS split 'train' under `path` (absolute), atomically.
+
+  `metadata` (JSON-able) is stored with the dataset and read back by `read_metadata`; stages
+  use it to refuse data made with a different configuration.
+  """
+  builder = EpisodeDataset(spec=spec, episodes=episodes, metadata=metadata,
+                           data_dir=os.path.abspath(path))
+  builder.download_and_prepare()
+
+
+def open_episodes(path: str, what: str = 'episodes'):
+  """Random-access source of the episodes under `path`: `len(src)`, `src[i]` -> dict of arrays.
+
+  Raises FileNotFoundError for a missing or incomplete dataset and ValueError for an empty one,
+  naming `what` and the stage that writes it.
+  """
+  directory = dataset_dir(path)
+  if not is_complete(path):
+    raise FileNotFoundError(
+        f'No complete {what} dataset at {directory}. Run the stage that writes it first '
+        '(experiments/world_models.py --stage=...); a killed write leaves only a temporary folder.')
+  source = tfds.builder_from_directory(directory).as_data_source('train')
+  if len(source) == 0:
+    raise ValueError(f'The {what} dataset at {directory} holds no episodes.')
+  return source
+
+
+def read_metadata(path: str) -> dict[str, Any]:
+  with open(os.path.join(dataset_dir(path), 'metadata.json')) as f:
+    return json.load(f)

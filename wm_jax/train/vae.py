@@ -1,0 +1,250 @@
+"""Training V (the ConvVAE) on stored rollout frames, and encoding the rollouts with it.
+
+`train_and_evaluate(config, workdir)` trains with one jitted `train_step(state, frames)`; every
+`vae.checkpoint_every` steps an orbax checkpoint stores the TrainState (params, Adam state,
+step, RNG key) and the grain iterator's position, so a killed run resumes from its latest
+checkpoint and ends exactly where an uninterrupted run would. Outputs under `workdir/vae/`:
+checkpoints/, tensorboard/ (scalars and reconstruction strips, written without TensorFlow)
+and reconstructions.png (originals above reconstructions).
+
+`encode_dataset(config, workdir)` stores per episode the series of mu and log-variance (M
+resamples z from them every epoch) with the actions, rewards and done flags, plus
+`initial_latents.npz` (first-frame mu and log-variance, from which the dream starts).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+from flax.training import train_state
+from tensorboardX import SummaryWriter
+
+from wm_jax.config import check_same, fingerprint
+from wm_jax.data import episodes as episodes_lib
+from wm_jax.data.collect import rollouts_path
+from wm_jax.data.frames import check_frames, frame_batches
+from wm_jax.models.conv_vae import ConvVAE, vae_loss
+from wm_jax.train import common
+
+# Keys that may change between a run and its resumption without changing what it computes.
+RESUMABLE_KEYS = ('vae.num_steps', 'vae.log_every', 'vae.checkpoint_every', 'vae.eval_every')
+
+
+class TrainState(train_state.TrainState):
+  rng: jax.Array  # raw uint32[2] key; step t uses fold_in(rng, t)
+
+
+def make_model(config: ml_collections.ConfigDict) -> ConvVAE:
+  return ConvVAE(z_size=config.vae.z_size, dtype=jnp.dtype(config.vae.dtype),
+                 transposed_conv=config.vae.transposed_conv)
+
+
+def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array) -> TrainState:
+  model = make_model(config)
+  init_rng, state_rng = jax.random.split(rng)
+  params = model.init(init_rng, jnp.zeros((1, 64, 64, 3), jnp.uint8), init_rng)['params']
+  return TrainState.create(apply_fn=model.apply, params=params,
+                           tx=optax.adam(config.vae.learning_rate), rng=state_rng)
+
+
+def train_step(state: TrainState, frames: jax.Array, kl_tolerance: float
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One Adam step on a batch of frames [B, 64, 64, 3] (uint8)."""
+  key = jax.random.fold_in(state.rng, state.step)
+
+  def loss_fn(params):
+    reconstruction, mu, logvar = state.apply_fn({'params': params}, frames, key)
+    return vae_loss(frames, reconstruction, mu, logvar, kl_tolerance)
+
+  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+  return state.apply_gradients(grads=grads), metrics
+
+
+def jit_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+  """`train_step` jitted once for this config: state replicated, batch sharded on 'data'."""
+  batch = common.data_sharding(mesh, config.vae.batch_size)
+  replicated = common.replicated(mesh)
+  # chex counts traces per function source; clearing lets a process (a notebook, the resume
+  # test) run the trainer again while each run still asserts that its step compiles once.
+  chex.clear_trace_counter()
+
+  @chex.assert_max_traces(n=1)
+  def step(state, frames):
+    return train_step(state, frames, config.vae.kl_tolerance)
+
+  return jax.jit(step, in_shardings=(replicated, batch), out_shardings=(replicated, replicated),
+                 donate_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def reconstruct(apply_fn, params, frames: jax.Array) -> jax.Array:
+  """Decodes the posterior means: [B, 64, 64, 3] -> [B, 64, 64, 3] in [0, 1]."""
+  mu, _ = apply_fn({'params': params}, frames, method=ConvVAE.encode)
+  return apply_fn({'params': params}, mu, method=ConvVAE.decode)
+
+
+def _fixed_frames(episodes, count: int) -> np.ndarray:
+  """Mid-episode frames of the first `count` episodes: the same pictures at every evaluation."""
+  picks = []
+  for i in range(min(count, len(episodes))):
+    frames = episodes[i]['frames']
+    picks.append(frames[len(frames) // 2])
+  return np.stack(picks)
+
+
+def vae_fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  meta = fingerprint(config, ('env', 'collect', 'vae'),
+                     ignore=('collect.episodes_per_chunk',) + RESUMABLE_KEYS)
+  meta['seed'] = config.seed
+  return meta
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains V for `config.vae.num_steps` steps on the rollouts in `workdir`, resuming if possible."""
+  workdir = os.path.abspath(workdir)
+  out = os.path.join(workdir, 'vae')
+  os.makedirs(out, exist_ok=True)
+  episodes = episodes_lib.open_episodes(rollouts_path(workdir), 'rollout')
+  c = config.vae
+  mesh = common.make_mesh(config.mesh.data)
+  batch_sharding = common.data_sharding(mesh, c.batch_size)
+
+  state = jax.device_put(create_train_state(config, jax.random.PRNGKey(config.seed)),
+                         common.replicated(mesh))
+  batches = frame_batches(episodes, c.batch_size, seed=config.seed, shuffle_window=c.shuffle_window,
+                          max_episode_length=config.collect.max_steps)
+  iterator = iter(batches)
+  manager = common.checkpoint_manager(os.path.join(out, 'checkpoints'), vae_fingerprint(config))
+  if manager.latest_step() is not None:
+    restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, state)),
+        data=ocp.args.JsonRestore()))
+    state = restored['state']
+    iterator.set_state(restored['data'])
+
+  step_fn = jit_train_step(config, mesh)
+  preview = _fixed_frames(episodes, 8)
+  writer = SummaryWriter(os.path.join(out, 'tensorboard'))
+  start_step = int(state.step)
+  progress = tqdm.tqdm(initial=start_step, total=c.num_steps, desc='train V', unit='step')
+  window_start, window_images, pending = time.perf_counter(), 0, []
+
+  def save(step):
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                               data=ocp.args.JsonSave(iterator.get_state())))
+
+  for step in range(start_step + 1, c.num_steps + 1):
+    frames = next(iterator)
+    check_frames(frames)
+    state, metrics = step_fn(state, jax.device_put(frames, batch_sharding))
+    pending.append(metrics)
+    window_images += len(frames)
+    if step % c.log_every == 0 or step == c.num_steps:
+      means = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
+      if not np.isfinite(means['loss']):
+        raise FloatingPointError(f'V diverged at step {step}: loss {means["loss"]}. '
+                                 'Try a lower vae.learning_rate.')
+      images_per_s = window_images / (time.perf_counter() - window_start)
+      for name, value in means.items():
+        writer.add_scalar(f'vae/{name}', value, step)
+      writer.add_scalar('vae/images_per_s', images_per_s, step)
+      progress.set_postfix(loss=f'{means["loss"]:.1f}', kl=f'{means["kl"]:.1f}',
+                           img_per_s=f'{images_per_s:.0f}')
+      window_start, window_images, pending = time.perf_counter(), 0, []
+    if step % c.eval_every == 0 or step == c.num_steps:
+      strip = common.image_strip([preview, np.asarray(reconstruct(state.apply_fn, state.params, preview))])
+      writer.add_image('vae/originals_over_reconstructions', strip, step, dataformats='HWC')
+      common.save_png(os.path.join(out, 'reconstructions.png'), strip)
+    if step % c.checkpoint_every == 0 or step == c.num_steps:
+      save(step)
+    progress.update(1)
+  progress.close()
+  manager.wait_until_finished()
+  writer.close()
+  return state
+
+
+def restore_params(config: ml_collections.ConfigDict, workdir: str) -> Any:
+  """V's parameters from the final checkpoint of `train_and_evaluate` (refuses partial training)."""
+  directory = os.path.join(os.path.abspath(workdir), 'vae', 'checkpoints')
+  manager = common.checkpoint_manager(directory, vae_fingerprint(config))
+  if manager.latest_step() != config.vae.num_steps:
+    raise FileNotFoundError(
+        f'V is not trained to vae.num_steps={config.vae.num_steps} in {directory} (latest step: '
+        f'{manager.latest_step()}). Run the vae stage first.')
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                          jax.eval_shape(functools.partial(create_train_state, config), jax.random.PRNGKey(0)))
+  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract)))
+  return restored['state'].params
+
+
+def latents_path(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), 'data', 'latents')
+
+
+def initial_latents_path(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), 'data', 'initial_latents.npz')
+
+
+def encode_dataset(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Encodes every rollout episode with the trained V; skips if already done. Returns the path."""
+  path = latents_path(workdir)
+  meta = vae_fingerprint(config)
+  meta['vae.num_steps'] = config.vae.num_steps
+  if episodes_lib.is_complete(path) and os.path.exists(initial_latents_path(workdir)):
+    check_same(episodes_lib.read_metadata(path), meta, f'The latent dataset in {path}')
+    return path
+
+  rollouts = episodes_lib.open_episodes(rollouts_path(workdir), 'rollout')
+  params = restore_params(config, workdir)
+  model = make_model(config)
+  chunk = config.encode.batch_size
+
+  @jax.jit
+  def encode(frames):
+    return model.apply({'params': params}, frames, method=ConvVAE.encode)
+
+  def encode_episode(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Fixed-size chunks (the last one padded) keep `encode` at one compiled shape.
+    padded = -len(frames) % chunk
+    frames = np.concatenate([frames, np.zeros((padded, *frames.shape[1:]), frames.dtype)])
+    mu, logvar = zip(*(encode(frames[i:i + chunk]) for i in range(0, len(frames), chunk)))
+    keep = len(frames) - padded
+    return np.concatenate(mu)[:keep], np.concatenate(logvar)[:keep]
+
+  first_mu, first_logvar = [], []
+
+  def latent_episodes():
+    for i in tqdm.trange(len(rollouts), desc='encode', unit='episode'):
+      episode = rollouts[i]
+      mu, logvar = encode_episode(episode['frames'])
+      first_mu.append(mu[0])
+      first_logvar.append(logvar[0])
+      yield {'mu': mu, 'logvar': logvar, **{k: episode[k] for k in rollout_fields(episode)}}
+
+  sample = rollouts[0]
+  z = config.vae.z_size
+  spec = {'mu': ((z,), np.float32), 'logvar': ((z,), np.float32),
+          **{k: (sample[k].shape[1:], sample[k].dtype) for k in rollout_fields(sample)}}
+  episodes_lib.write_episodes(path, spec, latent_episodes(), meta)
+  temporary = initial_latents_path(workdir) + '.tmp.npz'
+  np.savez(temporary, mu=np.stack(first_mu), logvar=np.stack(first_logvar))
+  os.replace(temporary, initial_latents_path(workdir))
+  return path
+
+
+def rollout_fields(episode) -> list[str]:
+  """The per-step fields of a rollout episode that the latent dataset carries over."""
+  return [k for k in episode if k != 'frames']
