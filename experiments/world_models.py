@@ -36,6 +36,7 @@ _STAGE = flags.DEFINE_enum('stage', 'all', ['all', *STAGES], 'Run one stage, or 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)  # orbax and TFDS log every file at INFO.
   config = _CONFIG.value
   check_keys(config, default.get_config())
   workdir = os.path.abspath(_WORKDIR.value)
@@ -46,7 +47,7 @@ def main(argv):
     start = time.perf_counter()
     STAGES[name](config, workdir)
     timings[name] = round(time.perf_counter() - start, 1)
-    logging.info('stage %s done in %.1f s', name, timings[name])
+    print(f'stage {name} done in {timings[name]} s', flush=True)
   print('stage seconds:', json.dumps(timings))
   print(f'outputs in {workdir}: data/rollouts, vae/reconstructions.png, vae/tensorboard, '
         'data/latents, data/initial_latents.npz')

@@ -73,6 +73,7 @@ def write_episodes(path: str, spec: EpisodeSpec, episodes: Iterable[Mapping[str,
   `metadata` (JSON-able) is stored with the dataset and read back by `read_metadata`; stages
   use it to refuse data made with a different configuration.
   """
+  tfds.disable_progress_bar()  # The stages show their own progress.
   builder = EpisodeDataset(spec=spec, episodes=episodes, metadata=metadata,
                            data_dir=os.path.abspath(path))
   builder.download_and_prepare()

@@ -1,8 +1,10 @@
 """64x64 RGB pixel views of gymnax environments, rendered in JAX (jit- and vmap-able).
 
 gymnax ships no 64x64 RGB environment, so the frames V learns from are drawn here:
-- CartPole-v1: track, cart, pole and axle in the classic gym colours, drawn with signed distance
-  functions and one pixel of anti-aliasing. The cart's position maps linearly from
+- CartPole-v1: track, cart, pole and axle in the classic gym layout, drawn with signed distance
+  functions and one pixel of anti-aliasing. Colours stay clear of 0 and 255: V's decoder ends in
+  a sigmoid trained with squared error, and a pure white background drives its logits into
+  saturation (vanishing gradients; V then outputs a blank frame). The cart's position maps linearly from
   [-x_threshold, x_threshold] to the frame with a 6-pixel margin; the pole is drawn at its true
   angle but longer than to scale (`CartPoleRenderer.pole_length_px`) so that it stays
   recognisable at 64x64.
@@ -65,9 +67,9 @@ class CartPoleRenderer:
     pole = _segment_distance(cols, rows, cart_x, axle_y, tip_x, tip_y) - 0.5 * self.pole_width_px
     axle = jnp.hypot(cols - cart_x, rows - axle_y) - self.axle_radius_px
 
-    image = jnp.full((FRAME_SIZE, FRAME_SIZE, 3), 255.0)
-    image = _paint(image, track, (0, 0, 0))
-    image = _paint(image, cart, (0, 0, 0))
+    image = jnp.full((FRAME_SIZE, FRAME_SIZE, 3), 225.0)
+    image = _paint(image, track, (60, 60, 60))
+    image = _paint(image, cart, (30, 30, 30))
     image = _paint(image, pole, (202, 152, 101))
     image = _paint(image, axle, (129, 132, 203))
     return jnp.round(image).astype(jnp.uint8)
@@ -80,10 +82,11 @@ def _segment_distance(px, py, ax, ay, bx, by):
   return jnp.hypot(px - (ax + t * dx), py - (ay + t * dy))
 
 
-# Ten well-separated colours for MinAtar channels; index 0 is the background.
+# Ten well-separated colours for MinAtar channels, index 0 the background; all clear of 0 and
+# 255 for the same reason as CartPole's.
 MINATAR_PALETTE = np.array([
-    (16, 16, 24), (230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66),
-    (0, 114, 178), (213, 94, 0), (204, 121, 167), (255, 255, 255), (150, 150, 150),
+    (40, 40, 52), (230, 159, 20), (86, 180, 233), (20, 158, 115), (240, 228, 66),
+    (20, 114, 178), (213, 94, 20), (204, 121, 167), (235, 235, 235), (150, 150, 150),
     (120, 60, 200)], dtype=np.uint8)
 
 

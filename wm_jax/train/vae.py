@@ -148,6 +148,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     frames = next(iterator)
     check_frames(frames)
     state, metrics = step_fn(state, jax.device_put(frames, batch_sharding))
+    if pending:  # Keep one step in flight: the host loads the next batch while it runs.
+      jax.block_until_ready(pending[-1])
     pending.append(metrics)
     window_images += len(frames)
     if step % c.log_every == 0 or step == c.num_steps:
@@ -216,23 +218,29 @@ def encode_dataset(config: ml_collections.ConfigDict, workdir: str) -> str:
   def encode(frames):
     return model.apply({'params': params}, frames, method=ConvVAE.encode)
 
-  def encode_episode(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  def encode_frames(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Fixed-size chunks (the last one padded) keep `encode` at one compiled shape.
-    padded = -len(frames) % chunk
-    frames = np.concatenate([frames, np.zeros((padded, *frames.shape[1:]), frames.dtype)])
-    mu, logvar = zip(*(encode(frames[i:i + chunk]) for i in range(0, len(frames), chunk)))
-    keep = len(frames) - padded
-    return np.concatenate(mu)[:keep], np.concatenate(logvar)[:keep]
+    padded = np.concatenate([frames, np.zeros((-len(frames) % chunk, *frames.shape[1:]),
+                                              frames.dtype)])
+    mu, logvar = zip(*(encode(padded[i:i + chunk]) for i in range(0, len(padded), chunk)))
+    return np.concatenate(mu)[:len(frames)], np.concatenate(logvar)[:len(frames)]
 
   first_mu, first_logvar = [], []
 
   def latent_episodes():
+    # Episodes are encoded in groups of at least `chunk` frames, so short episodes share calls.
+    group = []
     for i in tqdm.trange(len(rollouts), desc='encode', unit='episode'):
-      episode = rollouts[i]
-      mu, logvar = encode_episode(episode['frames'])
-      first_mu.append(mu[0])
-      first_logvar.append(logvar[0])
-      yield {'mu': mu, 'logvar': logvar, **{k: episode[k] for k in rollout_fields(episode)}}
+      group.append(rollouts[i])
+      if sum(len(e['frames']) for e in group) < chunk and i + 1 < len(rollouts):
+        continue
+      mu, logvar = encode_frames(np.concatenate([e['frames'] for e in group]))
+      splits = np.cumsum([len(e['frames']) for e in group])[:-1]
+      for episode, mu_e, logvar_e in zip(group, np.split(mu, splits), np.split(logvar, splits)):
+        first_mu.append(mu_e[0])
+        first_logvar.append(logvar_e[0])
+        yield {'mu': mu_e, 'logvar': logvar_e, **{k: episode[k] for k in rollout_fields(episode)}}
+      group = []
 
   sample = rollouts[0]
   z = config.vae.z_size
