@@ -50,9 +50,9 @@ class Rollouts:
 
 def make_collect(env, env_params, max_steps: int, max_action_repeat: int):
   """Returns jitted `collect(key, num_episodes) -> Rollouts` (num_episodes is static)."""
-  if max_steps < 1 or max_action_repeat < 1:
-    raise ValueError(f'collect.max_steps ({max_steps}) and collect.max_action_repeat '
-                     f'({max_action_repeat}) must be >= 1.')
+  for name, value in (('max_steps', max_steps), ('max_action_repeat', max_action_repeat)):
+    if value < 1:
+      raise ValueError(f'collect.{name} must be >= 1, got {value}.')
   env_params = env_params.replace(max_steps_in_episode=max_steps)
   action_space = env.action_space(env_params)
 
@@ -118,8 +118,11 @@ def collect_dataset(config, workdir: str) -> str:
     check_same(read_metadata(path), meta, f'The rollout dataset in {path}')
     return path
 
-  env, env_params = make_pixel_env(config.env.name)
   c = config.collect
+  if c.num_episodes < 1 or c.episodes_per_chunk < 1:
+    raise ValueError('collect.num_episodes and collect.episodes_per_chunk must be >= 1, got '
+                     f'{c.num_episodes} and {c.episodes_per_chunk}.')
+  env, env_params = make_pixel_env(config.env.name)
   collect = make_collect(env, env_params, c.max_steps, c.max_action_repeat)
   key = jax.random.fold_in(jax.random.key(config.seed), 0)
   action = jax.eval_shape(lambda k: env.action_space(env_params).sample(k), key)

@@ -12,6 +12,7 @@ takes for complete; the next `write_episodes` starts it again from scratch.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from typing import Any, Iterable, Mapping
@@ -71,8 +72,14 @@ def write_episodes(path: str, spec: EpisodeSpec, episodes: Iterable[Mapping[str,
   """Writes the episodes as one TFDS split 'train' under `path` (absolute), atomically.
 
   `metadata` (JSON-able) is stored with the dataset and read back by `read_metadata`; stages
-  use it to refuse data made with a different configuration.
+  use it to refuse data made with a different configuration. Raises ValueError if `episodes`
+  is empty.
   """
+  episodes = iter(episodes)
+  first = next(episodes, None)
+  if first is None:
+    raise ValueError(f'No episodes to write to {path}: the dataset would be empty.')
+  episodes = itertools.chain([first], episodes)
   tfds.disable_progress_bar()  # The stages show their own progress.
   builder = EpisodeDataset(spec=spec, episodes=episodes, metadata=metadata,
                            data_dir=os.path.abspath(path))
@@ -82,18 +89,15 @@ def write_episodes(path: str, spec: EpisodeSpec, episodes: Iterable[Mapping[str,
 def open_episodes(path: str, what: str = 'episodes'):
   """Random-access source of the episodes under `path`: `len(src)`, `src[i]` -> dict of arrays.
 
-  Raises FileNotFoundError for a missing or incomplete dataset and ValueError for an empty one,
-  naming `what` and the stage that writes it.
+  Raises FileNotFoundError for a missing or incomplete dataset, naming `what`. (An empty one
+  cannot exist: `write_episodes` refuses to write it.)
   """
   directory = dataset_dir(path)
   if not is_complete(path):
     raise FileNotFoundError(
         f'No complete {what} dataset at {directory}. Run the stage that writes it first '
         '(experiments/world_models.py --stage=...); a killed write leaves only a temporary folder.')
-  source = tfds.builder_from_directory(directory).as_data_source('train')
-  if len(source) == 0:
-    raise ValueError(f'The {what} dataset at {directory} holds no episodes.')
-  return source
+  return tfds.builder_from_directory(directory).as_data_source('train')
 
 
 def read_metadata(path: str) -> dict[str, Any]:

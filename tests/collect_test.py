@@ -1,0 +1,50 @@
+import jax
+import numpy as np
+
+from wm_jax.data.collect import make_collect
+from wm_jax.envs.pixels import make_pixel_env
+
+
+def collect(key=0, episodes=6, max_steps=40, repeat=3):
+  env, params = make_pixel_env('CartPole-v1')
+  return make_collect(env, params, max_steps, repeat)(jax.random.key(key), episodes)
+
+
+def test_shapes_lengths_and_masking():
+  rollouts = jax.device_get(collect())
+  assert rollouts.frames.shape == (6, 40, 64, 64, 3) and rollouts.frames.dtype == np.uint8
+  for e, length in enumerate(rollouts.lengths):
+    assert 1 <= length <= 40
+    dones = rollouts.dones[e]
+    assert dones[length - 1] and not dones[:length - 1].any()  # Ends exactly at its length.
+    assert not rollouts.frames[e, length:].any()  # Steps after the end are zero.
+    assert rollouts.rewards[e, :length].sum() == length  # CartPole pays 1 per step.
+    if length < 40:
+      assert rollouts.terminals[e, length - 1]  # Ended by falling, not the time limit.
+
+
+def test_episodes_are_cut_to_length_and_frames_move():
+  rollouts = collect()
+  for episode, length in zip(rollouts.episodes(), np.asarray(rollouts.lengths)):
+    assert {k: len(v) for k, v in episode.items()} == dict.fromkeys(episode, length)
+    if length > 1:
+      assert (episode['frames'][0] != episode['frames'][-1]).any()
+
+
+def test_actions_are_held_for_at_most_k_frames():
+  rollouts = jax.device_get(collect(episodes=8, repeat=1, max_steps=30))
+  held = jax.device_get(collect(episodes=8, repeat=8, max_steps=30))
+
+  def switches(r):
+    total = 0
+    for e, n in enumerate(r.lengths):
+      total += int(np.sum(np.diff(r.actions[e, :n]) != 0))
+    return total / max(int(np.sum(r.lengths - 1)), 1)
+  # Fresh action every frame: about half the steps switch; held 1..8 frames: far fewer.
+  assert switches(rollouts) > 0.3 and switches(held) < 0.25
+
+
+def test_deterministic_by_key():
+  a, b, c = collect(key=1), collect(key=1), collect(key=2)
+  np.testing.assert_array_equal(a.frames, b.frames)
+  assert not np.array_equal(a.lengths, c.lengths) or not np.array_equal(a.frames, c.frames)

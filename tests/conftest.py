@@ -1,0 +1,44 @@
+"""Shared fixtures: the persistent compilation cache, small real datasets, a tiny config."""
+
+import os
+
+import chex
+import jax
+import pytest
+
+_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '.cache', 'jax')
+jax.config.update('jax_compilation_cache_dir', _CACHE)
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_trace_counters():
+  chex.clear_trace_counter()
+
+
+def small_config():
+  """The default config, shrunk so that a stage runs in seconds on a CPU."""
+  from experiments.configs import default
+  config = default.get_config()
+  config.collect.num_episodes = 24
+  config.collect.max_steps = 60
+  config.collect.episodes_per_chunk = 8
+  config.vae.batch_size = 16
+  config.vae.num_steps = 6
+  config.vae.shuffle_window = 64
+  config.vae.learning_rate = 1e-3
+  config.vae.log_every = 2
+  config.vae.eval_every = 3
+  config.vae.checkpoint_every = 2
+  config.encode.batch_size = 32
+  return config
+
+
+@pytest.fixture(scope='session')
+def rollout_workdir(tmp_path_factory):
+  """A workdir holding a small collected pixel-CartPole dataset (made once per session)."""
+  from wm_jax.data.collect import collect_dataset
+  workdir = str(tmp_path_factory.mktemp('rollouts'))
+  collect_dataset(small_config(), workdir)
+  return workdir
