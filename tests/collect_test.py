@@ -1,5 +1,6 @@
 import jax
 import numpy as np
+import pytest
 
 from wm_jax.data.collect import make_collect
 from wm_jax.envs.pixels import make_pixel_env
@@ -48,3 +49,13 @@ def test_deterministic_by_key():
   a, b, c = collect(key=1), collect(key=1), collect(key=2)
   np.testing.assert_array_equal(a.frames, b.frames)
   assert not np.array_equal(a.lengths, c.lengths) or not np.array_equal(a.frames, c.frames)
+
+
+def test_dataset_from_another_config_is_refused(rollout_workdir):
+  from conftest import small_config
+  from wm_jax.data.collect import collect_dataset
+  config = small_config()
+  assert collect_dataset(config, rollout_workdir)  # Complete and matching: reused as it is.
+  config.collect.max_action_repeat = 7
+  with pytest.raises(ValueError, match=r'collect\.max_action_repeat: stored 3, config 7'):
+    collect_dataset(config, rollout_workdir)
