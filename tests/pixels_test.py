@@ -6,7 +6,7 @@ from gymnax.environments.classic_control.cartpole import EnvParams, EnvState
 
 from wm_jax.envs.pixels import CartPoleRenderer, MINATAR_PALETTE, make_pixel_env
 
-POLE = np.array([202, 152, 101])
+POLE = np.array([150, 90, 40])
 CART = np.array([30, 30, 30])
 
 

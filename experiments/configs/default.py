@@ -32,14 +32,14 @@ def get_config() -> ml_collections.ConfigDict:
   # (measured: summed squared error 32.8 vs 44.7 after 400 steps; README).
   config.vae.learning_rate = 3e-4
   config.vae.batch_size = 100
-  config.vae.num_steps = 700
+  config.vae.num_steps = 500
   config.vae.shuffle_window = 2000  # Frames shuffled together after the episode shuffle.
   config.vae.dtype = 'float32'
   # 'matmul' or 'xla': two computations of the same transposed convs (models/conv_vae.py).
   config.vae.transposed_conv = 'matmul'
   config.vae.log_every = 50
   config.vae.eval_every = 100
-  config.vae.checkpoint_every = 100
+  config.vae.checkpoint_every = 250  # A save costs a few seconds of this 2-core CPU.
 
   config.encode = ml_collections.ConfigDict()
   config.encode.batch_size = 256  # Frames per jitted encoder call.

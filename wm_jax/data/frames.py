@@ -1,7 +1,7 @@
 """Frames for V: checks on user-supplied frames and the grain pipeline over stored episodes.
 
-The pipeline shuffles episodes (a new order every epoch), splits them into frames, shuffles
-frames within a window of `shuffle_window` frames, and batches. Its iterator state is small
+The pipeline shuffles episodes (a new order every epoch), reads them on background threads,
+splits them into frames, shuffles frames within a window of `shuffle_window` frames, and batches. Its iterator state is small
 JSON that the trainer checkpoints beside the parameters, so a resumed run continues from the
 exact batch where it stopped.
 """
@@ -43,8 +43,8 @@ def frame_batches(episodes, batch_size: int, seed: int, shuffle_window: int,
   (get_state/set_state).
   """
   ds = grain.MapDataset.source(episodes).seed(seed).shuffle().repeat()
+  # Reading threads prefetch episodes; a further prefetch stage measured no faster on 2 cores.
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=8))
   ds = grain.experimental.FlatMapIterDataset(ds, _EpisodeFrames(max_fan_out=max_episode_length))
   ds = grain.experimental.WindowShuffleIterDataset(ds, window_size=shuffle_window, seed=seed)
-  ds = ds.batch(batch_size, drop_remainder=True)
-  return grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=2)
+  return ds.batch(batch_size, drop_remainder=True)

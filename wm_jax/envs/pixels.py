@@ -4,7 +4,8 @@ gymnax ships no 64x64 RGB environment, so the frames V learns from are drawn her
 - CartPole-v1: track, cart, pole and axle in the classic gym layout, drawn with signed distance
   functions and one pixel of anti-aliasing. Colours stay clear of 0 and 255: V's decoder ends in
   a sigmoid trained with squared error, and a pure white background drives its logits into
-  saturation (vanishing gradients; V then outputs a blank frame). The cart's position maps linearly from
+  saturation (vanishing gradients; V then outputs a blank frame). The pole is darker and wider
+  than gym's, so that its angle, the state that matters most, costs V more squared error. The cart's position maps linearly from
   [-x_threshold, x_threshold] to the frame with a 6-pixel margin; the pole is drawn at its true
   angle but longer than to scale (`CartPoleRenderer.pole_length_px`) so that it stays
   recognisable at 64x64.
@@ -47,7 +48,7 @@ class CartPoleRenderer:
   cart_width_px: float = 10.0
   cart_height_px: float = 6.0
   pole_length_px: float = 22.0
-  pole_width_px: float = 3.0
+  pole_width_px: float = 4.0
   axle_radius_px: float = 1.5
 
   def __call__(self, state, params) -> Frame:
@@ -70,7 +71,7 @@ class CartPoleRenderer:
     image = jnp.full((FRAME_SIZE, FRAME_SIZE, 3), 225.0)
     image = _paint(image, track, (60, 60, 60))
     image = _paint(image, cart, (30, 30, 30))
-    image = _paint(image, pole, (202, 152, 101))
+    image = _paint(image, pole, (150, 90, 40))
     image = _paint(image, axle, (129, 132, 203))
     return jnp.round(image).astype(jnp.uint8)
 
