@@ -140,10 +140,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   progress = tqdm.tqdm(initial=start_step, total=c.num_steps, desc='train V', unit='step')
   window_start, window_images, pending = time.perf_counter(), 0, []
 
-  def save(step):
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                               data=ocp.args.JsonSave(iterator.get_state())))
-
   for step in range(start_step + 1, c.num_steps + 1):
     frames = next(iterator)
     check_frames(frames)
@@ -165,11 +161,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                            img_per_s=f'{images_per_s:.0f}')
       window_start, window_images, pending = time.perf_counter(), 0, []
     if step % c.eval_every == 0 or step == c.num_steps:
-      strip = common.image_strip([preview, np.asarray(reconstruct(state.apply_fn, state.params, preview))])
+      reconstructions = reconstruct(state.apply_fn, state.params, preview)
+      strip = common.image_strip([preview, np.asarray(reconstructions)])
       writer.add_image('vae/originals_over_reconstructions', strip, step, dataformats='HWC')
       common.save_png(os.path.join(out, 'reconstructions.png'), strip)
     if step % c.checkpoint_every == 0 or step == c.num_steps:
-      save(step)
+      manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                 data=ocp.args.JsonSave(iterator.get_state())))
     progress.update(1)
   progress.close()
   manager.wait_until_finished()
