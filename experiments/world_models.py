@@ -49,8 +49,7 @@ def main(argv):
     timings[name] = round(time.perf_counter() - start, 1)
     print(f'stage {name} done in {timings[name]} s', flush=True)
   print('stage seconds:', json.dumps(timings))
-  print(f'outputs in {workdir}: data/rollouts, vae/reconstructions.png, vae/tensorboard, '
-        'data/latents, data/initial_latents.npz')
+  print(f'outputs in {workdir} (map in README.md)')
 
 
 if __name__ == '__main__':
