@@ -56,19 +56,18 @@ def make_collect(env, env_params, max_steps: int, max_action_repeat: int):
   env_params = env_params.replace(max_steps_in_episode=max_steps)
   action_space = env.action_space(env_params)
 
-  def run_episode(key):
+  def initial_carry(key):
     key_reset, key_loop = jax.random.split(key)
     obs, state = env.reset(key_reset, env_params)
-    action0 = action_space.sample(key_reset)
+    action0 = action_space.sample(key_reset)  # A placeholder: hold=0 resamples at t=0.
 
     def buffer(x):
       return jnp.zeros((max_steps, *jnp.shape(x)), jnp.asarray(x).dtype)
 
     buffers = dict(frames=buffer(obs), actions=buffer(action0), rewards=buffer(jnp.float32(0)),
                    dones=buffer(False), terminals=buffer(False))
-    carry = dict(t=0, key=key_loop, obs=obs, state=state, action=action0, hold=0, alive=True,
-                 buffers=buffers)
-    return carry
+    return dict(t=0, key=key_loop, obs=obs, state=state, action=action0, hold=0, alive=True,
+                buffers=buffers)
 
   def step(carry):
     key, key_action, key_hold, key_step = jax.random.split(carry['key'], 4)
@@ -88,7 +87,7 @@ def make_collect(env, env_params, max_steps: int, max_action_repeat: int):
 
   @functools.partial(jax.jit, static_argnums=1)
   def collect(key, num_episodes: int) -> Rollouts:
-    carry = jax.vmap(run_episode)(jax.random.split(key, num_episodes))
+    carry = jax.vmap(initial_carry)(jax.random.split(key, num_episodes))
     batched_step = jax.vmap(step)
 
     def keep_going(carry):
