@@ -32,7 +32,7 @@ def test_episodes_are_cut_to_length_and_frames_move():
       assert (episode['frames'][0] != episode['frames'][-1]).any()
 
 
-def test_actions_are_held_for_at_most_k_frames():
+def test_held_actions_switch_less_often():
   rollouts = jax.device_get(collect(episodes=8, repeat=1, max_steps=30))
   held = jax.device_get(collect(episodes=8, repeat=8, max_steps=30))
 
