@@ -41,6 +41,19 @@ def get_config() -> ml_collections.ConfigDict:
   config.vae.eval_every = 100
   config.vae.checkpoint_every = 250  # A save costs a few seconds of this 2-core CPU.
 
+  config.mdn = ml_collections.ConfigDict()
+  config.mdn.hidden_size = 256  # Paper: 256 (CarRacing), 512 (Doom).
+  config.mdn.num_mixtures = 5
+  config.mdn.predict_done = True  # CartPole episodes end by termination (Doom: True).
+  config.mdn.predict_reward = False  # +1 per step alive: no reward head needed.
+  config.mdn.done_weight = 10.0  # Paper (Doom): the done BCE weighted 10x.
+  config.mdn.learning_rate = 1e-3
+  config.mdn.lr_decay = 1.0  # Per step; paper (Doom): 0.99999.
+  config.mdn.grad_clip = 1.0
+  config.mdn.num_streams = 100  # Paper: batch 100.
+  config.mdn.chunk_length = 32  # Paper: 500-step chunks (Doom), whole 999-step episodes (CarRacing).
+  config.mdn.num_epochs = 20  # Paper: 20.
+
   config.encode = ml_collections.ConfigDict()
   config.encode.batch_size = 256  # Frames per jitted encoder call.
   return config

@@ -1,0 +1,79 @@
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import small_config
+from wm_jax.data.collect import rollouts_path
+from wm_jax.train import mdn, vae
+
+
+def mdn_config():
+  config = small_config()
+  config.mdn.hidden_size = 16
+  config.mdn.num_streams = 4
+  config.mdn.chunk_length = 8
+  config.mdn.num_epochs = 4
+  return config
+
+
+@pytest.fixture(scope='module')
+def latent_workdir(rollout_workdir, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('latents'))
+  shutil.copytree(rollouts_path(rollout_workdir), rollouts_path(workdir))
+  vae.train_and_evaluate(mdn_config(), workdir)
+  vae.encode_dataset(mdn_config(), workdir)
+  return workdir
+
+
+def test_epoch_index_packs_shuffled_episodes():
+  lengths = np.array([3, 5, 2, 6])
+  index = mdn.epoch_index(lengths, num_streams=2, chunk_length=3, seed=0, epoch=0)
+  assert index.shape == (2, 2, 3)
+  assert len(set(index.ravel())) == 12  # Distinct steps, 12 of the 16.
+  again = mdn.epoch_index(lengths, 2, 3, seed=0, epoch=0)
+  other = mdn.epoch_index(lengths, 2, 3, seed=0, epoch=1)
+  np.testing.assert_array_equal(index, again)
+  assert not np.array_equal(index, other)
+  with pytest.raises(ValueError, match='mdn.chunk_length'):
+    mdn.epoch_index(lengths, num_streams=8, chunk_length=4, seed=0, epoch=0)
+
+
+def test_sequences_flags(latent_workdir):
+  data, lengths = mdn.load_sequences(latent_workdir, num_actions=2)
+  assert data.actions.shape == (lengths.sum(), 2) and set(np.unique(data.actions)) <= {0.0, 1.0}
+  ends = np.cumsum(lengths) - 1
+  assert np.all(data.has_next[ends] == 0) and data.has_next.sum() == lengths.sum() - len(lengths)
+  assert np.all(data.restarts[np.concatenate([[0], ends[:-1] + 1])] == 1)
+  assert data.restarts.sum() == len(lengths)
+
+
+def test_loss_falls_and_a_resumed_run_matches(latent_workdir, tmp_path_factory):
+  config = mdn_config()
+  straight_dir = str(tmp_path_factory.mktemp('straight'))
+  shutil.copytree(vae.latents_path(latent_workdir), vae.latents_path(straight_dir))
+  first = mdn.train_and_evaluate(_with_epochs(config, 1), straight_dir)
+  straight = mdn.train_and_evaluate(config, straight_dir)  # Resumes after epoch 1.
+  assert int(straight.step) > int(first.step)
+
+  fresh_dir = str(tmp_path_factory.mktemp('fresh'))
+  shutil.copytree(vae.latents_path(latent_workdir), vae.latents_path(fresh_dir))
+  fresh = mdn.train_and_evaluate(config, fresh_dir)
+  for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(straight.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+  data, lengths = mdn.load_sequences(fresh_dir, 2)
+  index = mdn.epoch_index(lengths, 4, 8, seed=0, epoch=99)
+  losses = []
+  for state in (mdn.create_train_state(config, 2, jax.random.PRNGKey(0)), fresh):
+    _, metrics = mdn.train_epoch(state, jax.device_put(data), index, jax.random.key(5), 10.0)
+    losses.append(float(metrics['nll']))
+  assert losses[1] < losses[0] - 0.3, losses
+
+
+def _with_epochs(config, epochs):
+  config = config.copy_and_resolve_references()
+  config.mdn.num_epochs = epochs
+  return config

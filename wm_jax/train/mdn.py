@@ -1,0 +1,221 @@
+"""Training M (the MDN-RNN) on V's encoded rollouts.
+
+The whole latent dataset lives on device as flat per-step arrays. Every epoch, on the host, the
+episodes are shuffled and laid end to end, the result is cut into `mdn.num_streams` equal
+streams, and each stream into chunks of `mdn.chunk_length` steps: an index array
+[streams, chunks, chunk_length] into the flat arrays (the paper's packing for Doom). One jitted
+`train_epoch` then resamples z ~ N(mu, sigma) for the whole dataset (fresh every epoch, as in
+the paper) and runs `lax.scan` over the chunks, one Adam step per chunk, carrying the LSTM state
+from chunk to chunk (truncated backpropagation); the restart flag at each episode's first step
+zeroes it. Loss: the mixture's negative log-likelihood of z_{t+1} averaged over dimensions and
+steps that have a successor, plus `mdn.done_weight` x the done head's binary cross-entropy and
+the reward head's squared error where enabled. Gradients clipped at `mdn.grad_clip`; learning
+rate decayed by `mdn.lr_decay` per step. A checkpoint every epoch resumes exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+from flax import struct
+from flax.training import train_state
+from gymnax.environments import spaces
+from tensorboardX import SummaryWriter
+
+from wm_jax.config import fingerprint
+from wm_jax.data import episodes as episodes_lib
+from wm_jax.envs.pixels import make_pixel_env
+from wm_jax.models.mdn_rnn import MDNRNN, mixture_log_prob
+from wm_jax.train import common
+from wm_jax.train.vae import latents_path
+
+RESUMABLE_KEYS = ('mdn.num_epochs',)
+
+
+class Sequences(struct.PyTreeNode):
+  """The latent dataset as flat per-step arrays [N, ...] (episodes end to end)."""
+  mu: jax.Array  # [N, z]
+  logvar: jax.Array  # [N, z]
+  actions: jax.Array  # [N, A] float features (one-hot for discrete actions)
+  restarts: jax.Array  # [N] 1.0 at each episode's first step
+  has_next: jax.Array  # [N] 1.0 where z_{t+1} belongs to the same episode
+  terminals: jax.Array  # [N] 1.0 where the episode ends by termination after step t
+  rewards: jax.Array  # [N]
+
+
+def action_features(actions: jax.Array, num_actions: int | None) -> jax.Array:
+  """Actions as M's input: one-hot [.., n] for discrete actions, floats [..., A] otherwise."""
+  if num_actions is not None:
+    return jax.nn.one_hot(actions, num_actions)
+  actions = jnp.asarray(actions, jnp.float32)
+  return actions[..., None] if actions.ndim == 1 else actions
+
+
+def load_sequences(workdir: str, num_actions: int | None) -> tuple[Sequences, np.ndarray]:
+  """Reads the latent dataset; returns (Sequences on host, episode lengths [E])."""
+  source = episodes_lib.open_episodes(latents_path(workdir), 'latent')
+  episodes = [source[i] for i in range(len(source))]
+  lengths = np.array([len(e['mu']) for e in episodes])
+
+  def cat(name):
+    return np.concatenate([e[name] for e in episodes])
+  first = np.concatenate([np.arange(n) == 0 for n in lengths]).astype(np.float32)
+  last = np.concatenate([np.arange(n) == n - 1 for n in lengths])
+  return Sequences(
+      mu=cat('mu'), logvar=cat('logvar'),
+      actions=np.asarray(action_features(cat('actions'), num_actions), np.float32),
+      restarts=first, has_next=(~last).astype(np.float32),
+      terminals=cat('terminals').astype(np.float32), rewards=cat('rewards').astype(np.float32),
+  ), lengths
+
+
+def epoch_index(lengths: np.ndarray, num_streams: int, chunk_length: int, seed: int,
+                epoch: int) -> np.ndarray:
+  """Shuffled episodes, end to end, cut into [num_streams, chunks, chunk_length] flat indices."""
+  starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+  order = np.random.default_rng([seed, epoch]).permutation(len(lengths))
+  flat = np.concatenate([np.arange(starts[e], starts[e] + lengths[e]) for e in order])
+  chunks = len(flat) // num_streams // chunk_length
+  if chunks < 1:
+    raise ValueError(f'{len(flat)} steps cannot fill mdn.num_streams={num_streams} streams of '
+                     f'mdn.chunk_length={chunk_length}; collect more episodes or lower them.')
+  per_stream = chunks * chunk_length
+  return flat[:num_streams * per_stream].reshape(num_streams, chunks, chunk_length)
+
+
+def make_model(config: ml_collections.ConfigDict, action_size: int) -> MDNRNN:
+  m = config.mdn
+  return MDNRNN(z_size=config.vae.z_size, action_size=action_size, hidden_size=m.hidden_size,
+                num_mixtures=m.num_mixtures, use_restart=True, predict_done=m.predict_done,
+                predict_reward=m.predict_reward)
+
+
+def create_train_state(config: ml_collections.ConfigDict, action_size: int,
+                       rng: jax.Array) -> train_state.TrainState:
+  model = make_model(config, action_size)
+  params = model.init(rng, jnp.zeros((1, 1, config.vae.z_size)), jnp.zeros((1, 1, action_size)))
+  m = config.mdn
+  schedule = optax.exponential_decay(m.learning_rate, transition_steps=1, decay_rate=m.lr_decay)
+  tx = optax.chain(optax.clip_by_global_norm(m.grad_clip), optax.adam(schedule))
+  return train_state.TrainState.create(apply_fn=model.apply, params=params['params'], tx=tx)
+
+
+def chunk_loss(params, carry, batch, apply_fn, done_weight: float):
+  """Loss of one chunk; batch fields [B, L, ...], z and z_next already sampled."""
+  carry, mixture = apply_fn({'params': params}, batch['z'], batch['actions'], batch['restarts'],
+                            carry)
+  mask = batch['has_next']
+  log_prob = mixture_log_prob(mixture, batch['z_next'])  # [B, L, z]
+  nll = -jnp.sum(log_prob * mask[..., None]) / (jnp.maximum(jnp.sum(mask), 1.0) * log_prob.shape[-1])
+  metrics = {'nll': nll}
+  loss = nll
+  if mixture.done_logits is not None:
+    bce = jnp.mean(optax.sigmoid_binary_cross_entropy(mixture.done_logits, batch['terminals']))
+    metrics['done_bce'] = bce
+    loss = loss + done_weight * bce
+  if mixture.rewards is not None:
+    reward_mse = jnp.mean(jnp.square(mixture.rewards - batch['rewards']))
+    metrics['reward_mse'] = reward_mse
+    loss = loss + reward_mse
+  metrics['loss'] = loss
+  return loss, (metrics, carry)
+
+
+def train_epoch(state: train_state.TrainState, data: Sequences, index: jax.Array, key: jax.Array,
+                done_weight: float) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
+  """One epoch: resample z, then one Adam step per chunk of `index` [B, C, L] in lax.scan."""
+  z = data.mu + jnp.exp(0.5 * data.logvar) * jax.random.normal(key, data.mu.shape)
+  last = z.shape[0] - 1
+
+  def chunk_step(carry, chunk_index):  # chunk_index [B, L]
+    state, lstm = carry
+    batch = {'z': z[chunk_index], 'z_next': z[jnp.minimum(chunk_index + 1, last)],
+             'actions': data.actions[chunk_index], 'restarts': data.restarts[chunk_index],
+             'has_next': data.has_next[chunk_index], 'terminals': data.terminals[chunk_index],
+             'rewards': data.rewards[chunk_index]}
+    loss_fn = functools.partial(chunk_loss, apply_fn=state.apply_fn, done_weight=done_weight)
+    grads, (metrics, lstm) = jax.grad(loss_fn, has_aux=True)(state.params, lstm, batch)
+    return (state.apply_gradients(grads=grads), jax.lax.stop_gradient(lstm)), metrics
+
+  hidden = state.params['rnn']['lstm']['hf']['kernel'].shape[0]
+  lstm = (jnp.zeros((index.shape[0], hidden)),) * 2
+  (state, _), metrics = jax.lax.scan(chunk_step, (state, lstm), jnp.swapaxes(index, 0, 1))
+  return state, jax.tree.map(jnp.mean, metrics)
+
+
+def jit_train_epoch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+  """`train_epoch` jitted once: streams sharded on 'data', state and dataset replicated."""
+  streams = common.data_sharding(mesh, config.mdn.num_streams)
+  replicated = common.replicated(mesh)
+  chex.clear_trace_counter()  # See wm_jax.train.vae.jit_train_step.
+
+  @chex.assert_max_traces(n=1)
+  def epoch(state, data, index, key):
+    return train_epoch(state, data, index, key, config.mdn.done_weight)
+
+  return jax.jit(epoch, in_shardings=(replicated, replicated, streams, replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def mdn_fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  meta = fingerprint(config, ('env', 'collect', 'vae', 'mdn'),
+                     ignore=('collect.episodes_per_chunk', 'vae.log_every', 'vae.eval_every',
+                             'vae.checkpoint_every') + RESUMABLE_KEYS)
+  meta['seed'] = config.seed
+  return meta
+
+
+def num_discrete_actions(config: ml_collections.ConfigDict) -> int | None:
+  """The size of `env.name`'s discrete action space (one-hot encoded for M), None if continuous."""
+  env, env_params = make_pixel_env(config.env.name)
+  space = env.action_space(env_params)
+  return int(space.n) if isinstance(space, spaces.Discrete) else None
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
+  """Trains M for `mdn.num_epochs` epochs on `workdir`'s latents, resuming at an epoch boundary."""
+  workdir = os.path.abspath(workdir)
+  out = os.path.join(workdir, 'mdn')
+  host_data, lengths = load_sequences(workdir, num_discrete_actions(config))
+  mesh = common.make_mesh(config.mesh.data)
+  data = jax.device_put(host_data, common.replicated(mesh))
+  action_size = host_data.actions.shape[-1]
+  state = jax.device_put(create_train_state(config, action_size, jax.random.PRNGKey(config.seed)),
+                         common.replicated(mesh))
+  manager = common.checkpoint_manager(os.path.join(out, 'checkpoints'), mdn_fingerprint(config))
+  epoch = 0
+  if manager.latest_step() is not None:
+    epoch = manager.latest_step()
+    state = manager.restore(epoch, args=ocp.args.StandardRestore(
+        jax.tree.map(ocp.utils.to_shape_dtype_struct, state)))
+
+  step_fn = jit_train_epoch(config, mesh)
+  streams = common.data_sharding(mesh, config.mdn.num_streams)
+  writer = SummaryWriter(os.path.join(out, 'tensorboard'))
+  progress = tqdm.trange(epoch, config.mdn.num_epochs, initial=epoch, total=config.mdn.num_epochs,
+                         desc='train M', unit='epoch')
+  for epoch in progress:
+    index = epoch_index(lengths, config.mdn.num_streams, config.mdn.chunk_length, config.seed,
+                        epoch)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), epoch)
+    state, metrics = step_fn(state, data, jax.device_put(index, streams), key)
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not np.isfinite(metrics['loss']):
+      raise FloatingPointError(f'M diverged in epoch {epoch + 1}: {metrics}.')
+    for name, value in metrics.items():
+      writer.add_scalar(f'mdn/{name}', value, epoch + 1)
+    progress.set_postfix({k: f'{v:.3f}' for k, v in metrics.items()})
+    manager.save(epoch + 1, args=ocp.args.StandardSave(state))
+  manager.wait_until_finished()
+  writer.close()
+  return state
