@@ -1,0 +1,77 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+from gymnax.environments import spaces
+
+from wm_jax.envs.dream import DreamEnv, DreamParams
+from wm_jax.models.mdn_rnn import MDNRNN
+
+Z, H = 4, 8
+
+
+def make_dream(done_bias=-10.0, predict_reward=False, temperature=1.0, include_cell=False):
+  mdn = MDNRNN(z_size=Z, action_size=2, hidden_size=H, use_restart=True, predict_done=True,
+               predict_reward=predict_reward)
+  params = mdn.init(jax.random.key(0), jnp.zeros((1, 1, Z)), jnp.zeros((1, 1, 2)))['params']
+  done_index = 3 * 5 * Z
+  params['rnn']['head']['bias'] = params['rnn']['head']['bias'].at[done_index].set(done_bias)
+  env = DreamEnv(mdn, spaces.Discrete(2), lambda a: jax.nn.one_hot(a, 2), include_cell)
+  initial = jax.random.normal(jax.random.key(1), (7, Z))
+  env_params = DreamParams(mdn_params=params, initial_mu=initial,
+                           initial_logvar=jnp.full((7, Z), -20.0), temperature=temperature,
+                           max_steps_in_episode=50)
+  return env, env_params, initial
+
+
+def test_gymnax_api_jit_and_vmap():
+  env, params, initial = make_dream()
+  keys = jax.random.split(jax.random.key(2), 5)
+  obs, state = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(keys, params)
+  assert obs.shape == (5, Z + H) == (5, *env.observation_space(params).shape)
+  # The first observation is a stored first-frame latent (sigma ~ 0 here) and a zero LSTM state.
+  assert all(np.min(np.abs(initial - o[:Z]).sum(-1)) < 1e-3 for o in np.asarray(obs))
+  np.testing.assert_array_equal(obs[:, Z:], 0.0)
+  step = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
+  obs, state, reward, terminated, truncated, info = step(keys, state, jnp.array([0, 1, 0, 1, 0]),
+                                                          params)
+  assert obs.shape == (5, Z + H) and reward.shape == terminated.shape == truncated.shape == (5,)
+  np.testing.assert_array_equal(reward, 1.0)  # Survival reward: M has no reward head.
+  assert not terminated.any() and (state.time == 1).all() and not state.first.any()
+  assert np.abs(obs[:, Z:]).sum() > 0  # h has read z_0 and a_0.
+  assert 'final_observation' in info
+  assert env.action_space(params).n == 2
+
+
+def test_done_logit_ends_and_auto_resets():
+  env, params, _ = make_dream(done_bias=10.0)
+  obs, state = env.reset(jax.random.key(0), params)
+  obs, state, reward, terminated, truncated, info = env.step(jax.random.key(1), state, 1, params)
+  assert bool(terminated) and not bool(truncated)
+  assert int(state.time) == 0 and bool(state.first)  # Auto-reset to a fresh episode.
+  np.testing.assert_array_equal(obs[Z:], 0.0)
+
+
+def test_time_limit_truncates():
+  env, params, _ = make_dream()
+  params = params.replace(max_steps_in_episode=3)
+  _, state = env.reset(jax.random.key(0), params)
+  truncations = []
+  for t in range(3):
+    _, state, _, terminated, truncated, _ = env.step(jax.random.key(t), state, 0, params)
+    truncations.append(bool(truncated))
+  assert truncations == [False, False, True]
+
+
+def test_zero_temperature_is_deterministic_and_reward_head_pays():
+  env, params, _ = make_dream(temperature=0.0, predict_reward=True)
+  _, state = env.reset(jax.random.key(0), params)
+  a = env.step(jax.random.key(1), state, 1, params)
+  b = env.step(jax.random.key(2), state, 1, params)
+  np.testing.assert_allclose(a[0], b[0])
+  assert float(a[2]) != 1.0  # The reward head's prediction, not the survival reward.
+
+
+def test_cell_in_observation():
+  env, params, _ = make_dream(include_cell=True)
+  obs, _ = env.reset(jax.random.key(0), params)
+  assert obs.shape == (Z + 2 * H,) == env.observation_space(params).shape
