@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from wm_jax.models.mdn_rnn import MDNRNN, sample_mixture
+from wm_jax.models.mdn_rnn import MDNRNN, controller_observation, mdn_step, sample_mixture
 
 
 @struct.dataclass
@@ -62,8 +62,7 @@ class DreamEnv(environment.Environment):
     return DreamParams()
 
   def _observe(self, state: DreamState) -> jax.Array:
-    parts = [state.z, state.cell, state.hidden] if self.include_cell else [state.z, state.hidden]
-    return jnp.concatenate(parts)
+    return controller_observation(state.z, state.cell, state.hidden, self.include_cell)
 
   def reset_env(self, key, params: DreamParams):
     key_pick, key_z = jax.random.split(key)
@@ -76,15 +75,13 @@ class DreamEnv(environment.Environment):
     return self._observe(state), state
 
   def step_env(self, key, state: DreamState, action, params: DreamParams):
-    features = self.action_features(action).astype(jnp.float32)
-    (cell, hidden), mixture = self.mdn.apply(
-        {'params': params.mdn_params}, state.z[None, None], features[None, None],
-        state.first.astype(jnp.float32)[None, None], (state.cell[None], state.hidden[None]))
-    mixture = jax.tree.map(lambda x: x[0, 0], mixture)
+    (cell, hidden), mixture = mdn_step(self.mdn, params.mdn_params, state.z,
+                                       self.action_features(action), state.first,
+                                       (state.cell, state.hidden))
     z = sample_mixture(key, mixture, params.temperature)
     done = mixture.done_logits > 0 if mixture.done_logits is not None else jnp.array(False)
     reward = mixture.rewards if mixture.rewards is not None else jnp.float32(params.survival_reward)
-    state = DreamState(z=z, cell=cell[0], hidden=hidden[0], first=jnp.array(False), done=done,
+    state = DreamState(z=z, cell=cell, hidden=hidden, first=jnp.array(False), done=done,
                        time=state.time + 1)
     return self._observe(state), state, reward.astype(jnp.float32), done, {}
 

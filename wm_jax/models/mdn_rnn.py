@@ -94,6 +94,23 @@ class MDNRNN(nn.Module):
     return MixtureOutput(logits, means, log_stds, done_logits, rewards)
 
 
+def mdn_step(mdn: MDNRNN, params, z: jax.Array, action_features: jax.Array, first: jax.Array,
+             memory: tuple[jax.Array, jax.Array]) -> tuple[tuple[jax.Array, jax.Array], MixtureOutput]:
+  """One unbatched step of M: z [z], action features [A], first (restart flag), memory (c, h)
+  each [hidden] -> (new memory, MixtureOutput for z_{t+1} without batch or time axes)."""
+  cell, hidden = memory
+  (cell, hidden), mixture = mdn.apply(
+      {'params': params}, z[None, None], action_features.astype(z.dtype)[None, None],
+      jnp.asarray(first, z.dtype)[None, None], (cell[None], hidden[None]))
+  return (cell[0], hidden[0]), jax.tree.map(lambda x: x[0, 0], mixture)
+
+
+def controller_observation(z: jax.Array, cell: jax.Array, hidden: jax.Array,
+                           include_cell: bool) -> jax.Array:
+  """C's input: [z, h], or [z, c, h] (Doom)."""
+  return jnp.concatenate([z, cell, hidden] if include_cell else [z, hidden])
+
+
 def mixture_log_prob(mixture: MixtureOutput, z_next: jax.Array) -> jax.Array:
   """log P(z_next) per dimension: [..., z] (a sum over the mixture, in log space)."""
   z = z_next[..., None]
