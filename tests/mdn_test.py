@@ -68,7 +68,7 @@ def test_loss_falls_and_a_resumed_run_matches(latent_workdir, tmp_path_factory):
   index = mdn.epoch_index(lengths, 4, 8, seed=0, epoch=99)
   losses = []
   for state in (mdn.create_train_state(config, 2, jax.random.PRNGKey(0)), fresh):
-    _, metrics = mdn.train_epoch(state, jax.device_put(data), index, jax.random.key(5), 10.0)
+    _, metrics = mdn.train_epoch(state, jax.device_put(data), index, jax.random.key(5), 10.0, 16)
     losses.append(float(metrics['nll']))
   assert losses[1] < losses[0] - 0.3, losses
 

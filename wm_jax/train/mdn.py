@@ -132,7 +132,8 @@ def chunk_loss(params, carry, batch, apply_fn, done_weight: float):
 
 
 def train_epoch(state: train_state.TrainState, data: Sequences, index: jax.Array, key: jax.Array,
-                done_weight: float) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
+                done_weight: float, hidden_size: int
+                ) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
   """One epoch: resample z, then one Adam step per chunk of `index` [B, C, L] in lax.scan."""
   z = data.mu + jnp.exp(0.5 * data.logvar) * jax.random.normal(key, data.mu.shape)
   last = z.shape[0] - 1
@@ -147,8 +148,7 @@ def train_epoch(state: train_state.TrainState, data: Sequences, index: jax.Array
     grads, (metrics, lstm) = jax.grad(loss_fn, has_aux=True)(state.params, lstm, batch)
     return (state.apply_gradients(grads=grads), jax.lax.stop_gradient(lstm)), metrics
 
-  hidden = state.params['rnn']['lstm']['hf']['kernel'].shape[0]
-  lstm = (jnp.zeros((index.shape[0], hidden)),) * 2
+  lstm = (jnp.zeros((index.shape[0], hidden_size)),) * 2
   (state, _), metrics = jax.lax.scan(chunk_step, (state, lstm), jnp.swapaxes(index, 0, 1))
   return state, jax.tree.map(jnp.mean, metrics)
 
@@ -161,7 +161,7 @@ def jit_train_epoch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
 
   @chex.assert_max_traces(n=1)
   def epoch(state, data, index, key):
-    return train_epoch(state, data, index, key, config.mdn.done_weight)
+    return train_epoch(state, data, index, key, config.mdn.done_weight, config.mdn.hidden_size)
 
   return jax.jit(epoch, in_shardings=(replicated, replicated, streams, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
