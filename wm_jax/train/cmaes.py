@@ -64,8 +64,9 @@ def make_generation(env, env_params, policy: Policy, es, es_params, num_rollouts
              for x in jax.tree.leaves(population))
     fitness = returns - weight_decay * l2
     es_state, _ = es.tell(key_tell, population, -fitness, es_state, es_params)
-    return strong_types(es_state), GenerationMetrics(mean_fitness=fitness.mean(), best_fitness=fitness.max(),
-                                       mean_return=returns.mean(), best_return=returns.max())
+    metrics = GenerationMetrics(mean_fitness=fitness.mean(), best_fitness=fitness.max(),
+                                mean_return=returns.mean(), best_return=returns.max())
+    return strong_types(es_state), metrics
 
   return generation
 
