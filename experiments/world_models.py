@@ -1,4 +1,6 @@
-"""World Models pipeline: collect -> train V -> encode (M, C and the dream follow in later stages).
+"""World Models pipeline: collect -> train V -> encode -> train M -> train C in the dream ->
+(iterate: collect with C, retrain M and C, for `iterative.rounds` - 1 rounds) -> evaluate C in
+the real environment.
 
   python -m experiments.world_models --workdir=runs/cartpole [--config=experiments/configs/default.py]
       [--config.vae.num_steps=4000] [--stage=vae]
@@ -17,12 +19,16 @@ from ml_collections import config_flags
 from experiments.configs import default
 from wm_jax.config import check_keys
 from wm_jax.data.collect import collect_dataset
-from wm_jax.train import vae
+from wm_jax.train import controller, evaluate, iterate, mdn, vae
 
 STAGES = {
     'collect': collect_dataset,
     'vae': vae.train_and_evaluate,
     'encode': vae.encode_dataset,
+    'mdn': mdn.train_and_evaluate,
+    'controller': controller.train_and_evaluate,
+    'iterate': iterate.run_rounds,
+    'evaluate': evaluate.evaluate,
 }
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -47,11 +47,16 @@ class LinearSystem(environment.Environment):
     return spaces.Box(-jnp.inf, jnp.inf, (2,))
 
 
+def raw_policy(controller):
+  """The controller's raw outputs are the actions."""
+  return lambda theta, obs, key: controller.apply(theta, obs)
+
+
 def test_cmaes_finds_the_known_optimal_linear_controller():
   env, env_params = LinearSystem(), LinearParams()
   controller = LinearController(2)
   template = controller.init(jax.random.key(0), jnp.zeros(2))
-  policy = controller.apply  # Raw outputs are the actions.
+  policy = raw_policy(controller)
   es = CMA_ES(population_size=16, solution=template)
   es_params = es.default_params.replace(std_init=0.1)
   es_state = strong_types(es.init(jax.random.key(1), template, es_params))
@@ -75,6 +80,6 @@ def test_return_stops_at_the_first_done():
   controller = LinearController(2)
   theta = controller.init(jax.random.key(0), jnp.zeros(2))
   key = jax.random.key(4)
-  long = episode_return(env, env_params, controller.apply, theta, key, max_steps=20)
-  exact = episode_return(env, env_params, controller.apply, theta, key, max_steps=3)
+  long = episode_return(env, env_params, raw_policy(controller), theta, key, max_steps=20)
+  exact = episode_return(env, env_params, raw_policy(controller), theta, key, max_steps=3)
   np.testing.assert_allclose(long, exact)

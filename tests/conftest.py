@@ -1,6 +1,7 @@
 """Shared fixtures: the persistent compilation cache, small real datasets, a tiny config."""
 
 import os
+import shutil
 
 import chex
 import jax
@@ -32,6 +33,19 @@ def small_config():
   config.vae.eval_every = 3
   config.vae.checkpoint_every = 2
   config.encode.batch_size = 32
+  config.mdn.hidden_size = 16
+  config.mdn.num_streams = 4
+  config.mdn.chunk_length = 8
+  config.mdn.num_epochs = 4
+  config.controller.population_size = 8
+  config.controller.num_rollouts = 2
+  config.controller.max_steps = 20
+  config.controller.num_generations = 4
+  config.controller.eval_every = 2
+  config.controller.eval_episodes = 4
+  config.evaluate.num_episodes = 4
+  config.evaluate.max_steps = 30
+  config.evaluate.gif_steps = 10
   return config
 
 
@@ -41,4 +55,16 @@ def rollout_workdir(tmp_path_factory):
   from wm_jax.data.collect import collect_dataset
   workdir = str(tmp_path_factory.mktemp('rollouts'))
   collect_dataset(small_config(), workdir)
+  return workdir
+
+
+@pytest.fixture(scope='session')
+def latent_workdir(rollout_workdir, tmp_path_factory):
+  """A workdir with the small rollouts, a (briefly) trained V and the encoded latents."""
+  from wm_jax.data.collect import rollouts_path
+  from wm_jax.train import vae
+  workdir = str(tmp_path_factory.mktemp('latents'))
+  shutil.copytree(rollouts_path(rollout_workdir), rollouts_path(workdir))
+  vae.train_and_evaluate(small_config(), workdir)
+  vae.encode_dataset(small_config(), workdir)
   return workdir

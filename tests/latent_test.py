@@ -4,7 +4,7 @@ import numpy as np
 
 from wm_jax.envs.latent import LatentEnv, LatentParams
 from wm_jax.envs.pixels import make_pixel_env
-from wm_jax.models.controller import LinearController, gymnax_action
+from wm_jax.models.controller import LinearController, make_policy
 from wm_jax.models.conv_vae import ConvVAE
 from wm_jax.models.mdn_rnn import MDNRNN
 from wm_jax.train.cmaes import episode_return
@@ -25,11 +25,7 @@ def make_latent_cartpole():
   controller = LinearController(2)
   theta = jax.tree.map(lambda x: jax.random.normal(jax.random.key(2), x.shape),
                        controller.init(jax.random.key(3), jnp.zeros(Z + H)))
-  space = env.action_space(env_params)
-
-  def policy(theta, obs):
-    return gymnax_action(controller.apply(theta, obs), space)
-  return latent, params, policy, theta
+  return latent, params, make_policy(controller, env.action_space(env_params)), theta
 
 
 def test_jitted_vmapped_evaluation_equals_a_plain_loop():
@@ -42,8 +38,8 @@ def test_jitted_vmapped_evaluation_equals_a_plain_loop():
     obs, state = env.reset(key_reset, params)
     total, length = 0.0, 0
     for step_key in jax.random.split(key_steps, MAX_STEPS):
-      obs, state, reward, terminated, truncated, _ = env.step(step_key, state, policy(theta, obs),
-                                                              params)
+      obs, state, reward, terminated, truncated, _ = env.step(step_key, state,
+                                                              policy(theta, obs, None), params)
       total += float(reward)
       length += 1
       if terminated or truncated:
@@ -59,5 +55,5 @@ def test_observation_is_v_then_m_memory():
   mu, _ = env.vae.apply({'params': params.vae_params}, frame[None], method=ConvVAE.encode)
   np.testing.assert_allclose(obs[:Z], mu[0], atol=1e-5)
   np.testing.assert_array_equal(obs[Z:], 0.0)
-  obs, state, *_ = env.step(jax.random.key(1), state, policy(theta, obs), params)
+  obs, state, *_ = env.step(jax.random.key(1), state, policy(theta, obs, None), params)
   assert np.abs(obs[Z:]).sum() > 0 and int(state.time) == 1

@@ -5,26 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from wm_jax.data.collect import rollouts_path
 from wm_jax.train import mdn, vae
-
-
-def mdn_config():
-  config = small_config()
-  config.mdn.hidden_size = 16
-  config.mdn.num_streams = 4
-  config.mdn.chunk_length = 8
-  config.mdn.num_epochs = 4
-  return config
-
-
-@pytest.fixture(scope='module')
-def latent_workdir(rollout_workdir, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('latents'))
-  shutil.copytree(rollouts_path(rollout_workdir), rollouts_path(workdir))
-  vae.train_and_evaluate(mdn_config(), workdir)
-  vae.encode_dataset(mdn_config(), workdir)
-  return workdir
 
 
 def test_epoch_index_packs_shuffled_episodes():
@@ -50,7 +31,7 @@ def test_sequences_flags(latent_workdir):
 
 
 def test_loss_falls_and_a_resumed_run_matches(latent_workdir, tmp_path_factory):
-  config = mdn_config()
+  config = small_config()
   straight_dir = str(tmp_path_factory.mktemp('straight'))
   shutil.copytree(vae.latents_path(latent_workdir), vae.latents_path(straight_dir))
   first = mdn.train_and_evaluate(_with_epochs(config, 1), straight_dir)

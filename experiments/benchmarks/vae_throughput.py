@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from experiments.benchmarks.peak import measured_matmul_flops
 from experiments.configs import default
 from wm_jax.train import common, vae
 
@@ -27,19 +28,6 @@ _STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps.')
 _DECONV = flags.DEFINE_enum('transposed_conv', 'matmul', ['matmul', 'xla'], 'Decoder deconv form.')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
 _OUT = flags.DEFINE_string('out', None, 'Write the results as JSON here too.')
-
-
-def measured_matmul_flops(dtype=jnp.float32, size: int = 4096, repeats: int = 5) -> float:
-  """Best FLOP/s of a [size, size] @ [size, size] matmul on the default device."""
-  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
-  matmul = jax.jit(lambda x: x @ x)
-  matmul(a).block_until_ready()
-  best = float('inf')
-  for _ in range(repeats):
-    start = time.perf_counter()
-    matmul(a).block_until_ready()
-    best = min(best, time.perf_counter() - start)
-  return 2 * size**3 / best
 
 
 def main(argv):

@@ -56,4 +56,29 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.encode = ml_collections.ConfigDict()
   config.encode.batch_size = 256  # Frames per jitted encoder call.
+
+  # C, trained by CMA-ES only inside M's dream (paper values for population, rollouts, sigma and
+  # weight decay).
+  config.controller = ml_collections.ConfigDict()
+  config.controller.population_size = 64
+  config.controller.num_rollouts = 16  # Dream episodes per candidate per generation.
+  config.controller.sigma_init = 0.1
+  config.controller.weight_decay = 0.01  # Fitness = mean return - 0.01 * |params|^2.
+  config.controller.temperature = 1.0  # tau of the dream (paper, Doom: 1.15).
+  config.controller.max_steps = 200  # Dream episode cap while training.
+  config.controller.include_cell = False  # C reads [z, h]; True: [z, c, h] (Doom).
+  config.controller.num_generations = 100
+  config.controller.eval_every = 10  # Generations per compiled chunk, then score and checkpoint.
+  config.controller.eval_episodes = 32  # Dream and real episodes scoring the mean at each check.
+
+  # The paper's iterative procedure: rounds after the first collect with C, retrain M and C.
+  config.iterative = ml_collections.ConfigDict()
+  config.iterative.rounds = 1  # 1: M learns from random-policy rollouts only.
+  config.iterative.num_episodes = 200  # Real episodes collected with C per later round.
+  config.iterative.epsilon = 0.1  # Chance of a uniformly random action per collected step.
+
+  config.evaluate = ml_collections.ConfigDict()
+  config.evaluate.num_episodes = 100
+  config.evaluate.max_steps = 500  # CartPole-v1's time limit.
+  config.evaluate.gif_steps = 300  # Frames of dream_vs_real.gif.
   return config

@@ -23,7 +23,8 @@ from wm_jax.models.mdn_rnn import MDNRNN, controller_observation, mdn_step
 @struct.dataclass
 class LatentState(environment.EnvState):
   env_state: Any
-  z: jax.Array
+  z: jax.Array  # V's posterior mean of the current frame
+  logvar: jax.Array  # and its log-variance
   cell: jax.Array
   hidden: jax.Array
   first: jax.Array
@@ -54,9 +55,9 @@ class LatentEnv(environment.Environment):
   def default_params(self) -> LatentParams:
     return LatentParams(env_params=self.env.default_params)
 
-  def _encode(self, frame, params: LatentParams) -> jax.Array:
-    mu, _ = self.vae.apply({'params': params.vae_params}, frame[None], method=ConvVAE.encode)
-    return mu[0]
+  def _encode(self, frame, params: LatentParams) -> tuple[jax.Array, jax.Array]:
+    mu, logvar = self.vae.apply({'params': params.vae_params}, frame[None], method=ConvVAE.encode)
+    return mu[0], logvar[0]
 
   def _observe(self, state: LatentState) -> jax.Array:
     return controller_observation(state.z, state.cell, state.hidden, self.include_cell)
@@ -64,8 +65,9 @@ class LatentEnv(environment.Environment):
   def reset_env(self, key, params: LatentParams):
     frame, env_state = self.env.reset_env(key, params.env_params)
     zeros = jnp.zeros(self.mdn.hidden_size)
-    state = LatentState(env_state=env_state, z=self._encode(frame, params), cell=zeros,
-                        hidden=zeros, first=jnp.array(True), time=0)
+    z, logvar = self._encode(frame, params)
+    state = LatentState(env_state=env_state, z=z, logvar=logvar, cell=zeros, hidden=zeros,
+                        first=jnp.array(True), time=0)
     return self._observe(state), state
 
   def step_env(self, key, state: LatentState, action, params: LatentParams):
@@ -74,8 +76,9 @@ class LatentEnv(environment.Environment):
     (cell, hidden), _ = mdn_step(self.mdn, params.mdn_params, state.z,
                                  self.action_features(action), state.first,
                                  (state.cell, state.hidden))
-    state = LatentState(env_state=env_state, z=self._encode(frame, params), cell=cell,
-                        hidden=hidden, first=jnp.array(False), time=state.time + 1)
+    z, logvar = self._encode(frame, params)
+    state = LatentState(env_state=env_state, z=z, logvar=logvar, cell=cell, hidden=hidden,
+                        first=jnp.array(False), time=state.time + 1)
     return self._observe(state), state, reward, terminated, info
 
   def is_terminated(self, state: LatentState, params: LatentParams) -> jax.Array:

@@ -63,6 +63,14 @@ def gymnax_action(raw: jax.Array, space) -> jax.Array:
   raise _unsupported(space)
 
 
+def make_policy(controller: LinearController, space):
+  """C as a policy for `wm_jax.train.cmaes`: (params, observation, key) -> an action of `space`."""
+  def policy(params, observation, key):
+    del key  # C is deterministic.
+    return gymnax_action(controller.apply(params, observation), space)
+  return policy
+
+
 def _unsupported(space) -> ValueError:
   return ValueError(f'No controller action map for the action space {type(space).__name__}; '
                     'expected gymnax Discrete or Box.')

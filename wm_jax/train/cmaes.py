@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-Policy = Callable[[Any, jax.Array], Any]  # (controller params, observation) -> env action
+Policy = Callable[[Any, jax.Array, jax.Array], Any]  # (params, observation, key) -> env action
 
 
 @struct.dataclass
@@ -29,31 +29,53 @@ class GenerationMetrics:
   best_return: jax.Array
 
 
-def episode_return(env, env_params, policy: Policy, theta, key: jax.Array,
-                   max_steps: int) -> jax.Array:
-  """The return of one episode of `policy(theta, .)`, counted up to its first done."""
+def rollout(env, env_params, policy: Policy, theta, key: jax.Array, max_steps: int,
+            record: Callable[..., Any] = lambda state, action, reward, terminated, truncated: None):
+  """One episode of `policy(theta, ., .)` for `max_steps` steps of `lax.scan`.
+
+  Returns (the return counted up to the first done, `record(state, action, reward, terminated,
+  truncated)` of every step [max_steps, ...] (the state the action was taken from), alive
+  [max_steps]: the step belongs to the episode). The policy's key is independent of the
+  environment's step key.
+  """
   key_reset, key_steps = jax.random.split(key)
   obs, state = env.reset(key_reset, env_params)
 
   def step(carry, key):
     obs, state, alive, total = carry
-    obs, state, reward, terminated, truncated, _ = env.step(key, state, policy(theta, obs),
-                                                            env_params)
+    action = policy(theta, obs, jax.random.fold_in(key, 1))
+    next_obs, next_state, reward, terminated, truncated, _ = env.step(key, state, action,
+                                                                      env_params)
+    recorded = (record(state, action, reward, terminated, truncated), alive)
     total = total + jnp.where(alive, reward, 0.0)
-    return (obs, state, alive & ~(terminated | truncated), total), None
+    return (next_obs, next_state, alive & ~(terminated | truncated), total), recorded
 
   carry = (obs, state, jnp.array(True), jnp.float32(0.0))
-  (_, _, _, total), _ = jax.lax.scan(step, carry, jax.random.split(key_steps, max_steps))
-  return total
+  (_, _, _, total), (recorded, alive) = jax.lax.scan(step, carry,
+                                                     jax.random.split(key_steps, max_steps))
+  return total, recorded, alive
+
+
+def episode_return(env, env_params, policy: Policy, theta, key: jax.Array,
+                   max_steps: int) -> jax.Array:
+  """The return of one episode of `policy(theta, ., .)`, counted up to its first done."""
+  return rollout(env, env_params, policy, theta, key, max_steps)[0]
 
 
 def make_generation(env, env_params, policy: Policy, es, es_params, num_rollouts: int,
-                    max_steps: int, weight_decay: float):
-  """Returns `generation(es_state, key) -> (es_state, GenerationMetrics)` (jit it, or scan it)."""
+                    max_steps: int, weight_decay: float,
+                    population_sharding: jax.sharding.Sharding | None = None):
+  """Returns `generation(es_state, key) -> (es_state, GenerationMetrics)` (jit it, or scan it).
+
+  With `population_sharding` (a NamedSharding over the mesh's 'data' axis) the candidates are
+  split over the devices; the search distribution's update then gathers their fitness.
+  """
 
   def generation(es_state, key):
     key_ask, key_rollouts, key_tell = jax.random.split(key, 3)
     population, es_state = es.ask(key_ask, es_state, es_params)
+    if population_sharding is not None:
+      population = jax.lax.with_sharding_constraint(population, population_sharding)
     keys = jax.random.split(key_rollouts, num_rollouts)
 
     def candidate_returns(theta):

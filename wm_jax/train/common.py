@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import json
 import os
 from typing import Any, Mapping
 
@@ -10,8 +12,16 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
 from PIL import Image
+from tensorboardX import SummaryWriter
 
 from wm_jax.config import check_same
+
+
+def round_dir(workdir: str, round_index: int) -> str:
+  """Where round r of the iterative procedure keeps its data, M and C (round 0: the workdir
+  itself; later rounds: `round_<r>/` inside it)."""
+  workdir = os.path.abspath(workdir)
+  return workdir if round_index == 0 else os.path.join(workdir, f'round_{round_index}')
 
 
 def make_mesh(num_devices: int) -> jax.sharding.Mesh:
@@ -52,14 +62,71 @@ def checkpoint_manager(directory: str, config_fingerprint: Mapping[str, Any],
   return manager
 
 
+def to_uint8(frames) -> np.ndarray:
+  """Frames as uint8 (floats in [0, 1] are scaled and rounded)."""
+  frames = np.asarray(frames)
+  return frames if frames.dtype == np.uint8 else np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8)
+
+
+def abstract(tree) -> Any:
+  """Shape and dtype structs of `tree`'s arrays: what an orbax restore fills in."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def restore_final(directory: str, config_fingerprint: Mapping[str, Any], final_step: int,
+                  what: str, key: str, stage: str, args: ocp.args.CheckpointArgs) -> Any:
+  """The checkpoint a finished stage left at `final_step` (config `key`), restored with `args`;
+  a FileNotFoundError naming the stage to run if it is absent."""
+  manager = checkpoint_manager(directory, config_fingerprint)
+  if manager.latest_step() != final_step:
+    raise FileNotFoundError(
+        f'{what} is not trained to {key}={final_step} in {directory} (latest checkpoint: '
+        f'{manager.latest_step()}). Run the {stage} stage first.')
+  return manager.restore(final_step, args=args)
+
+
 def image_strip(rows: list[np.ndarray]) -> np.ndarray:
   """Rows of frames [N, H, W, 3] (uint8, or float in [0, 1]) -> one [rows*H, N*W, 3] uint8 image."""
-  def to_uint8(x):
-    x = np.asarray(x)
-    return x if x.dtype == np.uint8 else np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
   return np.concatenate([np.concatenate(list(to_uint8(r)), axis=1) for r in rows], axis=0)
 
 
 def save_png(path: str, image: np.ndarray, scale: int = 2) -> None:
   height, width = image.shape[:2]
   Image.fromarray(image).resize((width * scale, height * scale), Image.NEAREST).save(path)
+
+
+class MetricsLog:
+  """A stage's scalars, to TensorBoard (`<directory>/tensorboard`) and to
+  `<directory>/metrics.jsonl`, which the evaluate stage reads back for curves and results."""
+
+  def __init__(self, directory: str):
+    self.writer = SummaryWriter(os.path.join(directory, 'tensorboard'))
+    self.path = os.path.join(directory, 'metrics.jsonl')
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    for name, value in scalars.items():
+      self.writer.add_scalar(name, value, step)
+    with open(self.path, 'a') as f:
+      f.write(json.dumps({'step': int(step), **{k: float(v) for k, v in scalars.items()}}) + '\n')
+
+  def image(self, name: str, image: np.ndarray, step: int) -> None:
+    self.writer.add_image(name, image, step, dataformats='HWC')
+
+  def close(self) -> None:
+    self.writer.close()
+
+
+def read_metrics(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """A metrics.jsonl as {name: (steps, values)} sorted by step; where a resumed run wrote a step
+  again, its last value counts. A missing file reads as no series."""
+  series = collections.defaultdict(dict)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    for line in f:
+      row = json.loads(line)
+      step = row.pop('step')
+      for name, value in row.items():
+        series[name][step] = value
+  return {name: (np.array(sorted(values)), np.array([values[s] for s in sorted(values)]))
+          for name, values in series.items()}

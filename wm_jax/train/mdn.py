@@ -30,7 +30,6 @@ import tqdm
 from flax import struct
 from flax.training import train_state
 from gymnax.environments import spaces
-from tensorboardX import SummaryWriter
 
 from wm_jax.config import fingerprint
 from wm_jax.data import episodes as episodes_lib
@@ -61,10 +60,14 @@ def action_features(actions: jax.Array, num_actions: int | None) -> jax.Array:
   return actions[..., None] if actions.ndim == 1 else actions
 
 
-def load_sequences(workdir: str, num_actions: int | None) -> tuple[Sequences, np.ndarray]:
-  """Reads the latent dataset; returns (Sequences on host, episode lengths [E])."""
-  source = episodes_lib.open_episodes(latents_path(workdir), 'latent')
-  episodes = [source[i] for i in range(len(source))]
+def load_sequences(workdir: str, num_actions: int | None, round_index: int = 0
+                   ) -> tuple[Sequences, np.ndarray]:
+  """Reads the latent datasets of rounds 0..round_index (the encoded random rollouts, then each
+  round's controller rollouts); returns (Sequences on host, episode lengths [E])."""
+  episodes = []
+  for r in range(round_index + 1):
+    source = episodes_lib.open_episodes(latents_path(common.round_dir(workdir, r)), 'latent')
+    episodes += [source[i] for i in range(len(source))]
   lengths = np.array([len(e['mu']) for e in episodes])
 
   def cat(name):
@@ -167,41 +170,57 @@ def jit_train_epoch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
 
-def mdn_fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
+def mdn_fingerprint(config: ml_collections.ConfigDict, round_index: int = 0) -> dict[str, Any]:
   meta = fingerprint(config, ('env', 'collect', 'vae', 'mdn'),
                      ignore=('collect.episodes_per_chunk', 'vae.log_every', 'vae.eval_every',
                              'vae.checkpoint_every') + RESUMABLE_KEYS)
   meta['seed'] = config.seed
+  if round_index:  # Later rounds also depend on the earlier rounds' C and collection.
+    meta.update(fingerprint(config, ('controller', 'evaluate', 'iterative'),
+                            ignore=('controller.eval_every', 'iterative.rounds')))
+    meta['round'] = round_index
   return meta
+
+
+def action_space(config: ml_collections.ConfigDict):
+  """`env.name`'s gymnax action space."""
+  env, env_params = make_pixel_env(config.env.name)
+  return env.action_space(env_params)
 
 
 def num_discrete_actions(config: ml_collections.ConfigDict) -> int | None:
   """The size of `env.name`'s discrete action space (one-hot encoded for M), None if continuous."""
-  env, env_params = make_pixel_env(config.env.name)
-  space = env.action_space(env_params)
+  space = action_space(config)
   return int(space.n) if isinstance(space, spaces.Discrete) else None
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
-  """Trains M for `mdn.num_epochs` epochs on `workdir`'s latents, resuming at an epoch boundary."""
-  workdir = os.path.abspath(workdir)
-  out = os.path.join(workdir, 'mdn')
-  host_data, lengths = load_sequences(workdir, num_discrete_actions(config))
+def input_action_size(config: ml_collections.ConfigDict) -> int:
+  """The width of M's action input for `env.name` (`action_features` of one action)."""
+  space = action_space(config)
+  return int(space.n) if isinstance(space, spaces.Discrete) else max(1, int(np.prod(space.shape)))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_index: int = 0
+                       ) -> train_state.TrainState:
+  """Trains M for `mdn.num_epochs` epochs on `workdir`'s latents (those of rounds 0..round_index
+  of the iterative procedure), resuming at an epoch boundary."""
+  out = os.path.join(common.round_dir(workdir, round_index), 'mdn')
+  host_data, lengths = load_sequences(workdir, num_discrete_actions(config), round_index)
   mesh = common.make_mesh(config.mesh.data)
   data = jax.device_put(host_data, common.replicated(mesh))
   action_size = host_data.actions.shape[-1]
   state = jax.device_put(create_train_state(config, action_size, jax.random.PRNGKey(config.seed)),
                          common.replicated(mesh))
-  manager = common.checkpoint_manager(os.path.join(out, 'checkpoints'), mdn_fingerprint(config))
+  manager = common.checkpoint_manager(os.path.join(out, 'checkpoints'),
+                                      mdn_fingerprint(config, round_index))
   epoch = 0
   if manager.latest_step() is not None:
     epoch = manager.latest_step()
-    state = manager.restore(epoch, args=ocp.args.StandardRestore(
-        jax.tree.map(ocp.utils.to_shape_dtype_struct, state)))
+    state = manager.restore(epoch, args=ocp.args.StandardRestore(common.abstract(state)))
 
   step_fn = jit_train_epoch(config, mesh)
   streams = common.data_sharding(mesh, config.mdn.num_streams)
-  writer = SummaryWriter(os.path.join(out, 'tensorboard'))
+  log = common.MetricsLog(out)
   progress = tqdm.trange(epoch, config.mdn.num_epochs, initial=epoch, total=config.mdn.num_epochs,
                          desc='train M', unit='epoch')
   for epoch in progress:
@@ -212,10 +231,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
     if not np.isfinite(metrics['loss']):
       raise FloatingPointError(f'M diverged in epoch {epoch + 1}: {metrics}.')
-    for name, value in metrics.items():
-      writer.add_scalar(f'mdn/{name}', value, epoch + 1)
+    log.write(epoch + 1, {f'mdn/{k}': v for k, v in metrics.items()})
     progress.set_postfix({k: f'{v:.3f}' for k, v in metrics.items()})
     manager.save(epoch + 1, args=ocp.args.StandardSave(state))
   manager.wait_until_finished()
-  writer.close()
+  log.close()
   return state
+
+
+def restore_params(config: ml_collections.ConfigDict, workdir: str, round_index: int = 0) -> Any:
+  """M's parameters from the final checkpoint of `train_and_evaluate` (refuses partial training)."""
+  abstract = jax.eval_shape(functools.partial(create_train_state, config,
+                                              input_action_size(config)), jax.random.PRNGKey(0))
+  return common.restore_final(
+      os.path.join(common.round_dir(workdir, round_index), 'mdn', 'checkpoints'),
+      mdn_fingerprint(config, round_index), config.mdn.num_epochs, 'M', 'mdn.num_epochs',
+      'mdn' if round_index == 0 else 'iterate',
+      ocp.args.StandardRestore(common.abstract(abstract))).params

@@ -28,7 +28,6 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 from flax.training import train_state
-from tensorboardX import SummaryWriter
 
 from wm_jax.config import check_same, fingerprint
 from wm_jax.data import episodes as episodes_lib
@@ -128,14 +127,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   manager = common.checkpoint_manager(os.path.join(out, 'checkpoints'), vae_fingerprint(config))
   if manager.latest_step() is not None:
     restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, state)),
+        state=ocp.args.StandardRestore(common.abstract(state)),
         data=ocp.args.JsonRestore()))
     state = restored['state']
     iterator.set_state(restored['data'])
 
   step_fn = jit_train_step(config, mesh)
   preview = _fixed_frames(episodes, 8)
-  writer = SummaryWriter(os.path.join(out, 'tensorboard'))
+  log = common.MetricsLog(out)
   start_step = int(state.step)
   progress = tqdm.tqdm(initial=start_step, total=c.num_steps, desc='train V', unit='step')
   window_start, window_images, pending = time.perf_counter(), 0, []
@@ -154,16 +153,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         raise FloatingPointError(f'V diverged at step {step}: loss {means["loss"]}. '
                                  'Try a lower vae.learning_rate.')
       images_per_s = window_images / (time.perf_counter() - window_start)
-      for name, value in means.items():
-        writer.add_scalar(f'vae/{name}', value, step)
-      writer.add_scalar('vae/images_per_s', images_per_s, step)
+      log.write(step, {**{f'vae/{k}': v for k, v in means.items()}, 'vae/images_per_s': images_per_s})
       progress.set_postfix(loss=f'{means["loss"]:.1f}', kl=f'{means["kl"]:.1f}',
                            img_per_s=f'{images_per_s:.0f}')
       window_start, window_images, pending = time.perf_counter(), 0, []
     if step % c.eval_every == 0 or step == c.num_steps:
       reconstructions = reconstruct(state.apply_fn, state.params, preview)
       strip = common.image_strip([preview, np.asarray(reconstructions)])
-      writer.add_image('vae/originals_over_reconstructions', strip, step, dataformats='HWC')
+      log.image('vae/originals_over_reconstructions', strip, step)
       common.save_png(os.path.join(out, 'reconstructions.png'), strip)
     if step % c.checkpoint_every == 0 or step == c.num_steps:
       manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
@@ -171,22 +168,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     progress.update(1)
   progress.close()
   manager.wait_until_finished()
-  writer.close()
+  log.close()
   return state
 
 
 def restore_params(config: ml_collections.ConfigDict, workdir: str) -> Any:
   """V's parameters from the final checkpoint of `train_and_evaluate` (refuses partial training)."""
-  directory = os.path.join(os.path.abspath(workdir), 'vae', 'checkpoints')
-  manager = common.checkpoint_manager(directory, vae_fingerprint(config))
-  if manager.latest_step() != config.vae.num_steps:
-    raise FileNotFoundError(
-        f'V is not trained to vae.num_steps={config.vae.num_steps} in {directory} (latest step: '
-        f'{manager.latest_step()}). Run the vae stage first.')
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
-                          jax.eval_shape(functools.partial(create_train_state, config), jax.random.PRNGKey(0)))
-  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract)))
+  abstract = jax.eval_shape(functools.partial(create_train_state, config), jax.random.PRNGKey(0))
+  restored = common.restore_final(
+      os.path.join(os.path.abspath(workdir), 'vae', 'checkpoints'), vae_fingerprint(config),
+      config.vae.num_steps, 'V', 'vae.num_steps', 'vae', ocp.args.Composite(
+          state=ocp.args.StandardRestore(common.abstract(abstract))))
   return restored['state'].params
 
 
