@@ -4,7 +4,7 @@ import numpy as np
 from gymnax.environments import spaces
 
 from wm_jax.envs.dream import DreamEnv, DreamParams
-from wm_jax.models.mdn_rnn import MDNRNN
+from wm_jax.models.mdn_rnn import MDNRNN, mdn_step
 
 Z, H = 4, 8
 
@@ -75,3 +75,16 @@ def test_cell_in_observation():
   env, params, _ = make_dream(include_cell=True)
   obs, _ = env.reset(jax.random.key(0), params)
   assert obs.shape == (Z + 2 * H,) == env.observation_space(params).shape
+
+
+def test_sampled_done_ends_with_the_done_probability():
+  env, params, _ = make_dream(done_bias=-1.0)
+  _, state = env.reset(jax.random.key(0), params)
+  _, mixture = mdn_step(env.mdn, params.mdn_params, state.z, jax.nn.one_hot(0, 2), state.first,
+                        (state.cell, state.hidden))
+  assert -3.0 < float(mixture.done_logits) < 0.0
+  step = jax.jit(jax.vmap(env.step, in_axes=(0, None, None, None)))
+  keys = jax.random.split(jax.random.key(1), 4000)
+  assert not step(keys, state, 0, params)[3].any()  # The paper's threshold: logit < 0, no done.
+  sampled = np.asarray(step(keys, state, 0, params.replace(sample_done=True))[3])
+  np.testing.assert_allclose(sampled.mean(), jax.nn.sigmoid(mixture.done_logits), atol=0.03)

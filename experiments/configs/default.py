@@ -4,7 +4,7 @@ Every key any stage reads is here: other configs import this one and change a fe
 the entry point rejects keys that are not here. Paper values (Ha & Schmidhuber, 2018) are noted
 where this config departs from them.
 
-  python experiments/world_models.py --workdir=runs/cartpole
+  python -m experiments.world_models --workdir=runs/cartpole
 """
 
 import ml_collections
@@ -32,7 +32,9 @@ def get_config() -> ml_collections.ConfigDict:
   # (measured: loss 32.8 vs 44.7 after 400 steps; README).
   config.vae.learning_rate = 3e-4
   config.vae.batch_size = 100
-  config.vae.num_steps = 500
+  # 1000 steps: V then encodes the pole's small tilts, which M's done head needs (at 500 steps
+  # the reconstructions stand upright and the dream never ends; README).
+  config.vae.num_steps = 1000
   config.vae.shuffle_window = 2000  # Frames shuffled together after the episode shuffle.
   config.vae.dtype = 'float32'
   # 'matmul' or 'xla': two computations of the same transposed convs (models/conv_vae.py).
@@ -66,8 +68,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.controller.weight_decay = 0.01  # Fitness = mean return - 0.01 * |params|^2.
   config.controller.temperature = 1.0  # tau of the dream (paper, Doom: 1.15).
   config.controller.max_steps = 200  # Dream episode cap while training.
+  # False: the dream ends when M's done logit > 0 (paper); True: with probability sigmoid(logit).
+  config.controller.sample_done = False
   config.controller.include_cell = False  # C reads [z, h]; True: [z, c, h] (Doom).
-  config.controller.num_generations = 100
+  config.controller.num_generations = 50
   config.controller.eval_every = 10  # Generations per compiled chunk, then score and checkpoint.
   config.controller.eval_episodes = 32  # Dream and real episodes scoring the mean at each check.
 

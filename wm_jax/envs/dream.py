@@ -3,7 +3,7 @@
 reset draws an initial latent from the stored first-frame encodings (z ~ N(mu, sigma)) and
 zeroes the LSTM state. step feeds (z_t, a_t) to M (with the restart flag on an episode's first
 step), samples z_{t+1} from the mixture at temperature tau, ends the episode when the done
-logit is > 0 (not sampled, as in the paper), and pays the reward head's prediction or, without
+logit is > 0 (as in the paper) or, with `sample_done`, with probability sigmoid(logit), and pays the reward head's prediction or, without
 one, `survival_reward` per step. The observation is the controller's input: [z_t, h_t], or
 [z_t, c_t, h_t] with `include_cell` (Doom), where (c_t, h_t) is the LSTM state before it has read
 z_t, as in the paper. Because it is a gymnax environment, any gymnax learner runs in it.
@@ -40,6 +40,8 @@ class DreamParams(environment.EnvParams):
   initial_mu: jax.Array | None = None  # [N, z_size] first-frame encodings
   initial_logvar: jax.Array | None = None  # [N, z_size]
   temperature: float = 1.0
+  # False: done when the done logit > 0 (the paper). True: done ~ Bernoulli(sigmoid(logit)).
+  sample_done: bool = False
   survival_reward: float = 1.0
   max_steps_in_episode: int = 500
 
@@ -78,8 +80,12 @@ class DreamEnv(environment.Environment):
     (cell, hidden), mixture = mdn_step(self.mdn, params.mdn_params, state.z,
                                        self.action_features(action), state.first,
                                        (state.cell, state.hidden))
-    z = sample_mixture(key, mixture, params.temperature)
-    done = mixture.done_logits > 0 if mixture.done_logits is not None else jnp.array(False)
+    key_z, key_done = jax.random.split(key)
+    z = sample_mixture(key_z, mixture, params.temperature)
+    done = jnp.array(False)
+    if mixture.done_logits is not None:
+      sampled = jax.random.bernoulli(key_done, jax.nn.sigmoid(mixture.done_logits))
+      done = jnp.where(params.sample_done, sampled, mixture.done_logits > 0)
     reward = mixture.rewards if mixture.rewards is not None else jnp.float32(params.survival_reward)
     state = DreamState(z=z, cell=cell, hidden=hidden, first=jnp.array(False), done=done,
                        time=state.time + 1)

@@ -62,7 +62,7 @@ def build_world(config: ml_collections.ConfigDict, workdir: str, round_index: in
   dream_params = DreamParams(
       mdn_params=mdn_params, initial_mu=jnp.asarray(initial['mu']),
       initial_logvar=jnp.asarray(initial['logvar']), temperature=config.controller.temperature,
-      max_steps_in_episode=config.controller.max_steps)
+      sample_done=config.controller.sample_done, max_steps_in_episode=config.controller.max_steps)
   real = LatentEnv(env, vae.make_model(config), mdn_model, features,
                    include_cell=config.controller.include_cell)
   real_params = LatentParams(env_params=env_params, vae_params=vae_params, mdn_params=mdn_params,
