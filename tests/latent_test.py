@@ -49,11 +49,17 @@ def test_jitted_vmapped_evaluation_equals_a_plain_loop():
 
 def test_observation_is_v_then_m_memory():
   env, params, policy, theta = make_latent_cartpole()
+  sampled, _ = env.reset(jax.random.key(0), params)
+  params = params.replace(sample_z=False)
   obs, state = env.reset(jax.random.key(0), params)
   assert obs.shape == env.observation_space(params).shape == (Z + H,)
   frame, _ = env.env.reset_env(jax.random.key(0), params.env_params)
   mu, _ = env.vae.apply({'params': params.vae_params}, frame[None], method=ConvVAE.encode)
   np.testing.assert_allclose(obs[:Z], mu[0], atol=1e-5)
+  np.testing.assert_allclose(state.mu, mu[0], atol=1e-5)
+  # Sampled: z = mu + sigma * noise, with V's sigma (near 1 for this untrained V).
+  noise = (sampled[:Z] - mu[0]) / np.exp(0.5 * np.asarray(state.logvar))
+  assert 0.3 < np.std(noise) < 3.0 and np.abs(sampled[:Z] - mu[0]).max() > 1e-3
   np.testing.assert_array_equal(obs[Z:], 0.0)
   obs, state, *_ = env.step(jax.random.key(1), state, policy(theta, obs, None), params)
   assert np.abs(obs[Z:]).sum() > 0 and int(state.time) == 1

@@ -1,10 +1,11 @@
 """The real environment seen through V and M: what the controller observes outside the dream.
 
 `LatentEnv` wraps a pixel gymnax environment: every frame is encoded by V (z = mu, the
-posterior mean) and M's LSTM reads (z_t, a_t, restart) after every action, so the observation
-is [z_t, h_t] (or [z_t, c_t, h_t] with `include_cell`): the same as the dream's (`DreamEnv`).
-A controller trained in the dream therefore runs here unchanged, through the same
-`wm_jax.train.cmaes.episode_return`, fully jitted and vmapped over episodes.
+posterior mean; with `sample_z`, z ~ N(mu, sigma) as the paper's agents do) and M's LSTM reads
+(z_t, a_t, restart) after every action, so the observation is [z_t, h_t] (or [z_t, c_t, h_t]
+with `include_cell`): the same as the dream's (`DreamEnv`). A controller trained in the dream
+therefore runs here unchanged, through the same `wm_jax.train.cmaes.episode_return`, fully
+jitted and vmapped over episodes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from wm_jax.models.mdn_rnn import MDNRNN, controller_observation, mdn_step
 @struct.dataclass
 class LatentState(environment.EnvState):
   env_state: Any
-  z: jax.Array  # V's posterior mean of the current frame
+  z: jax.Array  # What C and M read of the current frame: V's mu, or z ~ N(mu, sigma)
+  mu: jax.Array  # V's posterior mean of the current frame
   logvar: jax.Array  # and its log-variance
   cell: jax.Array
   hidden: jax.Array
@@ -36,6 +38,7 @@ class LatentParams(environment.EnvParams):
   env_params: Any = None
   vae_params: Any = None  # V's Linen params ({'params': ...} not included).
   mdn_params: Any = None  # M's Linen params.
+  sample_z: bool = True  # z ~ N(mu, sigma), as the paper's agents; False: z = mu.
   max_steps_in_episode: int = 500
 
 
@@ -55,9 +58,13 @@ class LatentEnv(environment.Environment):
   def default_params(self) -> LatentParams:
     return LatentParams(env_params=self.env.default_params)
 
-  def _encode(self, frame, params: LatentParams) -> tuple[jax.Array, jax.Array]:
+  def _encode(self, frame, key, params: LatentParams) -> dict[str, jax.Array]:
     mu, logvar = self.vae.apply({'params': params.vae_params}, frame[None], method=ConvVAE.encode)
-    return mu[0], logvar[0]
+    mu, logvar = mu[0], logvar[0]
+    # A key of its own, so that the environment's randomness is the same either way.
+    noise = jax.random.normal(jax.random.fold_in(key, 7), mu.shape)
+    z = jnp.where(params.sample_z, mu + jnp.exp(0.5 * logvar) * noise, mu)
+    return {'z': z, 'mu': mu, 'logvar': logvar}
 
   def _observe(self, state: LatentState) -> jax.Array:
     return controller_observation(state.z, state.cell, state.hidden, self.include_cell)
@@ -65,9 +72,8 @@ class LatentEnv(environment.Environment):
   def reset_env(self, key, params: LatentParams):
     frame, env_state = self.env.reset_env(key, params.env_params)
     zeros = jnp.zeros(self.mdn.hidden_size)
-    z, logvar = self._encode(frame, params)
-    state = LatentState(env_state=env_state, z=z, logvar=logvar, cell=zeros, hidden=zeros,
-                        first=jnp.array(True), time=0)
+    state = LatentState(env_state=env_state, **self._encode(frame, key, params), cell=zeros,
+                        hidden=zeros, first=jnp.array(True), time=0)
     return self._observe(state), state
 
   def step_env(self, key, state: LatentState, action, params: LatentParams):
@@ -76,9 +82,8 @@ class LatentEnv(environment.Environment):
     (cell, hidden), _ = mdn_step(self.mdn, params.mdn_params, state.z,
                                  self.action_features(action), state.first,
                                  (state.cell, state.hidden))
-    z, logvar = self._encode(frame, params)
-    state = LatentState(env_state=env_state, z=z, logvar=logvar, cell=cell, hidden=hidden,
-                        first=jnp.array(False), time=state.time + 1)
+    state = LatentState(env_state=env_state, **self._encode(frame, key, params), cell=cell,
+                        hidden=hidden, first=jnp.array(False), time=state.time + 1)
     return self._observe(state), state, reward, terminated, info
 
   def is_terminated(self, state: LatentState, params: LatentParams) -> jax.Array:

@@ -66,6 +66,7 @@ def build_world(config: ml_collections.ConfigDict, workdir: str, round_index: in
   real = LatentEnv(env, vae.make_model(config), mdn_model, features,
                    include_cell=config.controller.include_cell)
   real_params = LatentParams(env_params=env_params, vae_params=vae_params, mdn_params=mdn_params,
+                             sample_z=config.controller.sample_z,
                              max_steps_in_episode=config.evaluate.max_steps)
   controller = LinearController(action_size(space))
   template = controller.init(jax.random.key(0), jnp.zeros(dream.observation_space().shape))

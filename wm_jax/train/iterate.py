@@ -47,7 +47,7 @@ def collect_with_controller(config: ml_collections.ConfigDict, workdir: str,
                      world.policy(params, observation, key))
 
   def record(state, action, reward, terminated, truncated):
-    return {'mu': state.z, 'logvar': state.logvar, 'actions': action,
+    return {'mu': state.mu, 'logvar': state.logvar, 'actions': action,
             'rewards': reward.astype(jnp.float32), 'dones': terminated | truncated,
             'terminals': terminated}
 
