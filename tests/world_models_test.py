@@ -46,7 +46,7 @@ def test_stages_after_encode_write_results_and_skip_when_complete(latent_workdir
     assert 1 <= length <= config.evaluate.max_steps and episode['dones'][-1]
     assert not episode['dones'][:-1].any() and not episode['terminals'][:-1].any()
     assert episode['terminals'][-1] == (length < config.evaluate.max_steps)
-  data, lengths = mdn.load_sequences(workdir, 2, round_index=1)
+  _, lengths = mdn.load_sequences(workdir, 2, round_index=1)
   assert len(lengths) == len(episodes_lib.open_episodes(vae.latents_path(workdir))) + 3
   assert os.path.exists(controller.checkpoint_dir(workdir, 1))
 
@@ -63,6 +63,12 @@ def test_stages_after_encode_write_results_and_skip_when_complete(latent_workdir
   log = os.path.join(workdir, 'round_1', 'controller', 'metrics.jsonl')
   rows = [json.loads(line) for line in open(log)]
   assert [r['step'] for r in rows if 'mean_real_return' in r] == [2, 4]
+
+  # Reporting keys re-evaluate the trained C instead of refusing the workdir.
+  more = config.copy_and_resolve_references()
+  more.evaluate.num_episodes = 6
+  assert evaluate.evaluate(more, workdir)['real']['episodes'] == 6
+  evaluate.evaluate(config, workdir)
 
   # Complete stages are skipped: nothing is trained or evaluated again.
   before = os.path.getmtime(os.path.join(workdir, 'results.json'))

@@ -83,9 +83,11 @@ def make_scorer(env, env_params, policy, max_steps: int):
 
 def controller_fingerprint(config: ml_collections.ConfigDict, round_index: int = 0
                            ) -> dict[str, Any]:
+  """What round `round_index`'s C depends on (`controller.sample_z` only changes the real-env
+  scores, so C is reused across it)."""
   meta = mdn.mdn_fingerprint(config, round_index)
-  meta.update(fingerprint(config, ('mdn', 'controller', 'evaluate'),
-                          ignore=('controller.eval_every',) + RESUMABLE_KEYS))
+  meta.update(fingerprint(config, ('mdn', 'controller'),
+                          ignore=mdn.MONITORING_KEYS + RESUMABLE_KEYS + ('controller.sample_z',)))
   return meta
 
 

@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from wm_jax.config import fingerprint
 from wm_jax.models.conv_vae import ConvVAE
 from wm_jax.train import common
 from wm_jax.train.cmaes import rollout
@@ -45,7 +46,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   path = os.path.join(workdir, 'results.json')
   last_round = config.iterative.rounds - 1
   meta = controller_fingerprint(config, last_round)
-  meta['controller.num_generations'] = config.controller.num_generations
+  meta.update(fingerprint(config, ('controller', 'evaluate')))
   if os.path.exists(path):
     with open(path) as f:
       results = json.load(f)

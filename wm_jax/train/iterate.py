@@ -32,7 +32,7 @@ def collect_with_controller(config: ml_collections.ConfigDict, workdir: str,
                             round_index: int) -> str:
   """Round `round_index`'s latent dataset, from the previous round's C (+ epsilon exploration)."""
   path = latents_path(common.round_dir(workdir, round_index))
-  meta = controller.controller_fingerprint(config, round_index)
+  meta = mdn.mdn_fingerprint(config, round_index)
   if episodes_lib.is_complete(path):
     check_same(episodes_lib.read_metadata(path), meta, f'The latent dataset in {path}')
     return path

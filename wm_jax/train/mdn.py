@@ -39,6 +39,9 @@ from wm_jax.train import common
 from wm_jax.train.vae import latents_path
 
 RESUMABLE_KEYS = ('mdn.num_epochs',)
+# Keys that only change what is watched or reported, never a trained model or collected data.
+MONITORING_KEYS = ('controller.eval_every', 'controller.eval_episodes', 'evaluate.num_episodes',
+                   'evaluate.gif_steps')
 
 
 class Sequences(struct.PyTreeNode):
@@ -177,7 +180,7 @@ def mdn_fingerprint(config: ml_collections.ConfigDict, round_index: int = 0) -> 
   meta['seed'] = config.seed
   if round_index:  # Later rounds also depend on the earlier rounds' C and collection.
     meta.update(fingerprint(config, ('controller', 'evaluate', 'iterative'),
-                            ignore=('controller.eval_every', 'iterative.rounds')))
+                            ignore=MONITORING_KEYS + ('iterative.rounds',)))
     meta['round'] = round_index
   return meta
 
