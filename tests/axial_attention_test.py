@@ -13,9 +13,8 @@ B, T, H, W, C, HEADS = 2, 3, 4, 5, 8, 2
 def full_attention_on_one_axis(params, x, axis):
   """Naive reference: attention over all T*H*W positions, masked to pairs that differ only along
   `axis`, from the same query/key/value/output weights."""
-  p = params['attention']
   flat = x.reshape(B, T * H * W, C)
-  q, k, v = (jnp.einsum('bnc,chd->bnhd', flat, p[n]['kernel']) + p[n]['bias']
+  q, k, v = (jnp.einsum('bnc,chd->bnhd', flat, params[n]['kernel'])
              for n in ('query', 'key', 'value'))
   logits = jnp.einsum('bnhd,bmhd->bhnm', q, k) / np.sqrt(q.shape[-1])
   coords = np.array(list(itertools.product(range(T), range(H), range(W))))  # raster order
@@ -23,7 +22,7 @@ def full_attention_on_one_axis(params, x, axis):
   same_line = np.all(coords[:, None, others] == coords[None, :, others], axis=-1)
   logits = jnp.where(same_line, logits, -jnp.inf)
   out = jnp.einsum('bhnm,bmhd->bnhd', jax.nn.softmax(logits, axis=-1), v)
-  out = jnp.einsum('bnhd,hdc->bnc', out, p['out']['kernel']) + p['out']['bias']
+  out = jnp.einsum('bnhd,hdc->bnc', out, params['out']['kernel']) + params['out']['bias']
   return out.reshape(B, T, H, W, C)
 
 
@@ -49,3 +48,9 @@ def test_axial_block_sums_three_axes_after_position_embeddings():
 def test_bad_shape_is_named():
   with pytest.raises(ValueError, match=r'\[B, T, H, W, C\]'):
     AxialAttention(HEADS, 1).init(jax.random.key(0), jnp.zeros((B, H, W, C)))
+
+
+def test_parameter_layout_matches_the_authors():
+  """Per axis: q, k, v C x C without bias, output C x C + C (no position table in the count)."""
+  params = AxialAttention(HEADS, 2).init(jax.random.key(0), jnp.zeros((B, T, H, W, C)))
+  assert sum(x.size for x in jax.tree.leaves(params)) == 4 * C * C + C

@@ -15,7 +15,11 @@ import jax.numpy as jnp
 
 
 class AxialAttention(nn.Module):
-  """x [B, T, H, W, C] -> [B, T, H, W, C], attending along `axis` (1: T, 2: H, 3: W)."""
+  """x [B, T, H, W, C] -> [B, T, H, W, C], attending along `axis` (1: T, 2: H, 3: W).
+
+  Query, key and value projections without bias and an output projection with bias, C / heads
+  dimensions per head (the authors' layout, so parameter counts match theirs).
+  """
   num_heads: int
   axis: int
 
@@ -24,9 +28,18 @@ class AxialAttention(nn.Module):
     if x.ndim != 5 or self.axis not in (1, 2, 3):
       raise ValueError(f'AxialAttention expects [B, T, H, W, C] inputs and axis 1, 2 or 3; got '
                        f'shape {x.shape} and axis {self.axis}.')
-    lines = jnp.moveaxis(x, self.axis, -2)  # [..., length, C]: flax attends over axis -2.
-    out = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, name='attention')(lines)
-    return jnp.moveaxis(out, -2, self.axis)
+    channels = x.shape[-1]
+    if channels % self.num_heads:
+      raise ValueError(f'{channels} channels do not split into {self.num_heads} heads.')
+    lines = jnp.moveaxis(x, self.axis, -2)  # [B, a, b, length, C]
+    batch_shape, length = lines.shape[:-2], lines.shape[-2]
+    lines = lines.reshape(-1, length, channels)
+    head = (self.num_heads, channels // self.num_heads)
+    q, k, v = (nn.DenseGeneral(head, use_bias=False, name=name)(lines)
+               for name in ('query', 'key', 'value'))
+    out = jax.nn.dot_product_attention(q, k, v)  # [lines, length, heads, head_dim]
+    out = nn.DenseGeneral(channels, axis=(-2, -1), name='out')(out)
+    return jnp.moveaxis(out.reshape(*batch_shape, length, channels), -2, self.axis)
 
 
 class AxialBlock(nn.Module):
