@@ -45,13 +45,15 @@ class AxialAttention(nn.Module):
 class AxialBlock(nn.Module):
   """Position embeddings + attention along T, H and W, summed: [B, T, H, W, C] -> same."""
   num_heads: int = 2
+  position_embeddings: bool = True  # The paper's; the authors' VQ-VAE code has none.
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     _, t, h, w, c = x.shape
-    init = nn.initializers.normal(0.02)
-    x = (x + self.param('position_t', init, (t, 1, 1, c))
-         + self.param('position_h', init, (1, h, 1, c))
-         + self.param('position_w', init, (1, 1, w, c)))
+    if self.position_embeddings:
+      init = nn.initializers.normal(0.02)
+      x = (x + self.param('position_t', init, (t, 1, 1, c))
+           + self.param('position_h', init, (1, h, 1, c))
+           + self.param('position_w', init, (1, 1, w, c)))
     return sum(AxialAttention(self.num_heads, axis, name=f'attention_{name}')(x)
                for axis, name in ((1, 't'), (2, 'h'), (3, 'w')))

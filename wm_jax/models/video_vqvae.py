@@ -1,0 +1,164 @@
+"""VideoGPT's video VQ-VAE (Yan et al., 2021, section 3.1) as Flax Linen modules.
+
+Video [B, T, H, W, 3] in [-0.5, 0.5] -> encoder -> 1x1x1 conv to `code_dim` -> EMA codebook ->
+1x1x1 conv back to `hidden` -> decoder -> [B, T, H, W, 3].
+
+- Encoder: log2(max downsample) strided 3D convolutions (kernel 4, stride 2 on each axis that
+  still has to shrink, ReLU), a kernel-3 convolution, `num_res_layers` attention residual blocks,
+  BatchNorm + ReLU. Downsample (2,2,2): 16x64x64 -> 8x32x32; (4,4,4) -> 4x16x16.
+- Attention residual block: x + [BN, ReLU, conv k3 hidden->residual_units (no bias), BN, ReLU,
+  conv k1 residual_units->hidden (no bias), BN, ReLU, axial attention over T, H, W].
+- Decoder: residual blocks, BN + ReLU, then strided 3D transposed convolutions mirroring the
+  encoder (kernel 4, ReLU between, 3 channels out).
+Convolutions pad so that a stride-s axis of length n becomes n / s ("same" padding, the
+remainder k - s split with the extra element first).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from wm_jax.models.axial_attention import AxialBlock
+from wm_jax.models.codebook import EMACodebook, Quantized
+
+
+def _same_padding(kernel: Sequence[int], strides: Sequence[int]) -> list[tuple[int, int]]:
+  return [((k - s) // 2 + (k - s) % 2, (k - s) // 2) for k, s in zip(kernel, strides)]
+
+
+def conv3d(features: int, kernel: int, strides=(1, 1, 1), use_bias: bool = True,
+           name: str | None = None) -> nn.Conv:
+  kernel_size = (kernel,) * 3
+  return nn.Conv(features, kernel_size, strides=strides, use_bias=use_bias,
+                 padding=_same_padding(kernel_size, strides), name=name)
+
+
+def stride_schedule(factors: Sequence[int]) -> list[tuple[int, ...]]:
+  """Per strided layer, the (T, H, W) strides that reach `factors`: (4, 2, 2) -> [(2, 2, 2),
+  (2, 1, 1)]."""
+  remaining = []
+  for d in factors:
+    if d < 1 or 2 ** round(math.log2(d)) != d:
+      raise ValueError(f'Each downsample factor must be a power of 2, got {tuple(factors)}.')
+    remaining.append(round(math.log2(d)))
+  return [tuple(2 if r > step else 1 for r in remaining) for step in range(max(remaining))]
+
+
+class AttentionResidualBlock(nn.Module):
+  hidden: int
+  residual_units: int
+  position_embeddings: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    def norm_relu(h):
+      return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(h))
+    h = conv3d(self.residual_units, 3, use_bias=False)(norm_relu(x))
+    h = conv3d(self.hidden, 1, use_bias=False)(norm_relu(h))
+    return x + AxialBlock(2, self.position_embeddings)(norm_relu(h))
+
+
+class ResidualStack(nn.Module):
+  """`num_layers` attention residual blocks, then BatchNorm and ReLU."""
+  hidden: int
+  residual_units: int
+  num_layers: int
+  position_embeddings: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    for _ in range(self.num_layers):
+      x = AttentionResidualBlock(self.hidden, self.residual_units,
+                                 self.position_embeddings)(x, train)
+    return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
+
+
+class Encoder(nn.Module):
+  hidden: int
+  residual_units: int
+  num_res_layers: int
+  downsample: Sequence[int]
+  position_embeddings: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    for strides in stride_schedule(self.downsample):
+      x = nn.relu(conv3d(self.hidden, 4, strides)(x))
+    x = conv3d(self.hidden, 3)(x)
+    return ResidualStack(self.hidden, self.residual_units, self.num_res_layers,
+                         self.position_embeddings)(x, train)
+
+
+class Decoder(nn.Module):
+  hidden: int
+  residual_units: int
+  num_res_layers: int
+  upsample: Sequence[int]
+  position_embeddings: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = ResidualStack(self.hidden, self.residual_units, self.num_res_layers,
+                      self.position_embeddings)(x, train)
+    schedule = stride_schedule(self.upsample)
+    for i, strides in enumerate(schedule):
+      last = i == len(schedule) - 1
+      x = nn.ConvTranspose(3 if last else self.hidden, (4, 4, 4), strides=strides,
+                           padding='SAME')(x)
+      x = x if last else nn.relu(x)
+    return x
+
+
+class VideoVQVAE(nn.Module):
+  """videos [B, T, H, W, 3] in [-0.5, 0.5] -> (reconstructions, `Quantized`)."""
+  hidden: int = 240
+  residual_units: int = 128
+  num_res_layers: int = 4
+  num_codes: int = 1024
+  code_dim: int = 256
+  downsample: Sequence[int] = (2, 2, 2)
+  position_embeddings: bool = True  # The paper's; the authors' code has none in the VQ-VAE.
+  axis_name: str | None = None  # Set inside shard_map/pmap: codebook statistics are psum'd.
+
+  def setup(self):
+    self.encoder = Encoder(self.hidden, self.residual_units, self.num_res_layers, self.downsample,
+                           self.position_embeddings)
+    self.pre_quantize = conv3d(self.code_dim, 1)
+    self.codebook = EMACodebook(self.num_codes, self.code_dim, axis_name=self.axis_name)
+    self.post_quantize = conv3d(self.hidden, 1)
+    self.decoder = Decoder(self.hidden, self.residual_units, self.num_res_layers, self.downsample,
+                           self.position_embeddings)
+
+  def encode(self, videos: jax.Array, train: bool = False) -> Quantized:
+    check_videos(videos, self.downsample)
+    return self.codebook(self.pre_quantize(self.encoder(videos, train)), update=train)
+
+  def decode_codes(self, codes: jax.Array) -> jax.Array:
+    """codes [B, T', H', W'] int -> videos [B, T, H, W, 3] (inference: running BN statistics)."""
+    vectors = self.codebook.variables['codebook']['codes'][codes]
+    return self.decoder(self.post_quantize(vectors), False)
+
+  def __call__(self, videos: jax.Array, train: bool = False):
+    quantized = self.encode(videos, train)
+    return self.decoder(self.post_quantize(quantized.quantized), train), quantized
+
+
+def check_videos(videos: jax.Array, downsample: Sequence[int]) -> None:
+  if videos.ndim != 5 or videos.shape[-1] != 3:
+    raise ValueError(f'Expected videos [B, T, H, W, 3], got shape {videos.shape}.')
+  for size, factor, name in zip(videos.shape[1:4], downsample, 'THW'):
+    if size % factor:
+      raise ValueError(f'{name}={size} is not divisible by its downsample factor {factor} '
+                       f'(downsample {tuple(downsample)}).')
+
+
+def vqvae_loss(videos: jax.Array, reconstructions: jax.Array, quantized: Quantized,
+               data_variance: float = 0.06, commitment_weight: float = 0.25):
+  """Reconstruction MSE / data variance + commitment_weight x commitment loss."""
+  reconstruction = jnp.mean(jnp.square(reconstructions - videos)) / data_variance
+  return reconstruction + commitment_weight * quantized.commitment_loss, reconstruction
