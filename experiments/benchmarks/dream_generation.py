@@ -16,7 +16,6 @@ on the same device. The first call (compilation) is excluded; the median of the 
 generations is reported.
 """
 
-import json
 import time
 
 import jax
@@ -26,7 +25,7 @@ from absl import app, flags
 from evosax.algorithms import CMA_ES
 from gymnax.environments import spaces
 
-from experiments.benchmarks.peak import measured_matmul_flops
+from experiments.benchmarks.common import measured_matmul_flops, report
 from wm_jax.envs.dream import DreamEnv, DreamParams
 from wm_jax.models.controller import LinearController, doom_action
 from wm_jax.models.mdn_rnn import MDNRNN
@@ -98,8 +97,7 @@ def main(argv):
   dream_steps = episodes * _STEPS.value
   peak = measured_matmul_flops()
   result = {
-      'device': jax.devices()[0].device_kind, 'platform': jax.default_backend(),
-      'jax': jax.__version__, 'population': _POPULATION.value, 'rollouts': _ROLLOUTS.value,
+      'population': _POPULATION.value, 'rollouts': _ROLLOUTS.value,
       'steps': _STEPS.value, 'z_size': _Z.value, 'hidden_size': _HIDDEN.value,
       'controller_params': int(template['params']['linear']['kernel'].size),
       'first_call_seconds_with_compile': first, 'seconds_per_generation': seconds,
@@ -111,10 +109,7 @@ def main(argv):
       'fraction_of_peak': step_flops * dream_steps / seconds / peak,
       'seconds_at_peak': step_flops * dream_steps / peak,
   }
-  print(json.dumps(result, indent=1))
-  if _OUT.value:
-    with open(_OUT.value, 'w') as f:
-      json.dump(result, f, indent=1)
+  report(result, _OUT.value)
 
 
 if __name__ == '__main__':

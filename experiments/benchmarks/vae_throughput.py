@@ -10,7 +10,6 @@ of several large matmuls on the same device. Compilation and a warm-up step are 
 """
 
 import functools
-import json
 import time
 
 import jax
@@ -18,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from experiments.benchmarks.peak import measured_matmul_flops
+from experiments.benchmarks.common import measured_matmul_flops, report
 from experiments.configs import default
 from wm_jax.train import common, vae
 
@@ -64,8 +63,7 @@ def main(argv):
   seconds = float(np.median(times))
   peak = measured_matmul_flops(jnp.dtype(_DTYPE.value))
   result = {
-      'device': jax.devices()[0].device_kind, 'platform': jax.default_backend(),
-      'jax': jax.__version__, 'batch_size': _BATCH.value, 'z_size': _Z.value,
+      'batch_size': _BATCH.value, 'z_size': _Z.value,
       'transposed_conv': _DECONV.value, 'dtype': _DTYPE.value,
       'seconds_per_step': seconds, 'images_per_s': _BATCH.value / seconds,
       'model_gflop_per_step': flops_per_step / 1e9,
@@ -73,10 +71,7 @@ def main(argv):
       'achieved_gflop_per_s': flops_per_step / seconds / 1e9,
       'matmul_peak_gflop_per_s': peak / 1e9, 'fraction_of_peak': flops_per_step / seconds / peak,
   }
-  print(json.dumps(result, indent=1))
-  if _OUT.value:
-    with open(_OUT.value, 'w') as f:
-      json.dump(result, f, indent=1)
+  report(result, _OUT.value)
 
 
 if __name__ == '__main__':
