@@ -35,7 +35,7 @@ def main(argv):
   for position_embeddings in (True, False):
     model = VideoVQVAE(_HIDDEN.value, _RESIDUAL.value, _LAYERS.value, _CODES.value,
                        _CODE_DIM.value, tuple(int(d) for d in _DOWNSAMPLE.value),
-                       position_embeddings)
+                       position_embeddings=position_embeddings)
     variables = jax.eval_shape(model.init, jax.random.key(0), videos)
     print(f'position embeddings {position_embeddings!s:5}: {count(variables["params"]):,} '
           f'trained parameters (encoder {count(variables["params"]["encoder"]):,}, decoder '

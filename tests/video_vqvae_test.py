@@ -58,7 +58,7 @@ def test_bair_parameter_count():
   videos = jnp.zeros((1, 16, 64, 64, 3))
 
   def count(position_embeddings):
-    model = VideoVQVAE(240, 128, 4, 1024, 256, (2, 2, 2), position_embeddings)
+    model = VideoVQVAE(240, 128, 4, 1024, 256, (2, 2, 2), position_embeddings=position_embeddings)
     return sum(x.size for x in jax.tree.leaves(
         jax.eval_shape(model.init, jax.random.key(0), videos)['params']))
   assert count(False) == 14_198_547

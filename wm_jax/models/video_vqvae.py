@@ -1,17 +1,18 @@
 """VideoGPT's video VQ-VAE (Yan et al., 2021, section 3.1) as Flax Linen modules.
 
-Video [B, T, H, W, 3] in [-0.5, 0.5] -> encoder -> 1x1x1 conv to `code_dim` -> EMA codebook ->
+Video [B, T, H, W, C] in [-0.5, 0.5] -> encoder -> 1x1x1 conv to `code_dim` -> EMA codebook ->
 1x1x1 conv back to `hidden` -> decoder -> [B, T, H, W, 3].
 
 - Encoder: log2(max downsample) strided 3D convolutions (kernel 4, stride 2 on each axis that
   still has to shrink, ReLU), a kernel-3 convolution, `num_res_layers` attention residual blocks,
   BatchNorm + ReLU. Downsample (2,2,2): 16x64x64 -> 8x32x32; (4,4,4) -> 4x16x16.
 - Attention residual block: x + [BN, ReLU, conv k3 hidden->residual_units (no bias), BN, ReLU,
-  conv k1 residual_units->hidden (no bias), BN, ReLU, axial attention over T, H, W].
+  conv k1 residual_units->hidden (no bias), BN, ReLU, axial attention over T, H, W] (without
+  the last three when `attention=False`, the paper's Moving MNIST model).
 - Decoder: residual blocks, BN + ReLU, then strided 3D transposed convolutions mirroring the
-  encoder (kernel 4, ReLU between, 3 channels out).
+  encoder (kernel 4, ReLU between, C channels out).
 Convolutions pad so that a stride-s axis of length n becomes n / s ("same" padding, the
-remainder k - s split with the extra element first).
+remainder k - s split with the extra element first); the strided ones are in strided_conv3d.py.
 """
 
 from __future__ import annotations
@@ -25,17 +26,12 @@ import jax.numpy as jnp
 
 from wm_jax.models.axial_attention import AxialBlock
 from wm_jax.models.codebook import EMACodebook, Quantized
+from wm_jax.models.strided_conv3d import DownConv3D, UpConv3D
 
 
-def _same_padding(kernel: Sequence[int], strides: Sequence[int]) -> list[tuple[int, int]]:
-  return [((k - s) // 2 + (k - s) % 2, (k - s) // 2) for k, s in zip(kernel, strides)]
-
-
-def conv3d(features: int, kernel: int, strides=(1, 1, 1), use_bias: bool = True,
-           name: str | None = None) -> nn.Conv:
-  kernel_size = (kernel,) * 3
-  return nn.Conv(features, kernel_size, strides=strides, use_bias=use_bias,
-                 padding=_same_padding(kernel_size, strides), name=name)
+def conv3d(features: int, kernel: int, use_bias: bool = True) -> nn.Conv:
+  """A stride-1 3D convolution that keeps T, H, W (odd kernel)."""
+  return nn.Conv(features, (kernel,) * 3, use_bias=use_bias, padding='SAME')
 
 
 def stride_schedule(factors: Sequence[int]) -> list[tuple[int, ...]]:
@@ -52,6 +48,7 @@ def stride_schedule(factors: Sequence[int]) -> list[tuple[int, ...]]:
 class AttentionResidualBlock(nn.Module):
   hidden: int
   residual_units: int
+  attention: bool = True
   position_embeddings: bool = True
 
   @nn.compact
@@ -60,7 +57,9 @@ class AttentionResidualBlock(nn.Module):
       return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(h))
     h = conv3d(self.residual_units, 3, use_bias=False)(norm_relu(x))
     h = conv3d(self.hidden, 1, use_bias=False)(norm_relu(h))
-    return x + AxialBlock(2, self.position_embeddings)(norm_relu(h))
+    if self.attention:
+      h = AxialBlock(2, self.position_embeddings)(norm_relu(h))
+    return x + h
 
 
 class ResidualStack(nn.Module):
@@ -68,12 +67,13 @@ class ResidualStack(nn.Module):
   hidden: int
   residual_units: int
   num_layers: int
+  attention: bool = True
   position_embeddings: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for _ in range(self.num_layers):
-      x = AttentionResidualBlock(self.hidden, self.residual_units,
+      x = AttentionResidualBlock(self.hidden, self.residual_units, self.attention,
                                  self.position_embeddings)(x, train)
     return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
 
@@ -83,14 +83,16 @@ class Encoder(nn.Module):
   residual_units: int
   num_res_layers: int
   downsample: Sequence[int]
+  attention: bool = True
   position_embeddings: bool = True
+  conv_impl: str = 'folded'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for strides in stride_schedule(self.downsample):
-      x = nn.relu(conv3d(self.hidden, 4, strides)(x))
+      x = nn.relu(DownConv3D(self.hidden, strides, self.conv_impl)(x))
     x = conv3d(self.hidden, 3)(x)
-    return ResidualStack(self.hidden, self.residual_units, self.num_res_layers,
+    return ResidualStack(self.hidden, self.residual_units, self.num_res_layers, self.attention,
                          self.position_embeddings)(x, train)
 
 
@@ -99,47 +101,53 @@ class Decoder(nn.Module):
   residual_units: int
   num_res_layers: int
   upsample: Sequence[int]
+  channels: int = 3
+  attention: bool = True
   position_embeddings: bool = True
+  conv_impl: str = 'folded'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = ResidualStack(self.hidden, self.residual_units, self.num_res_layers,
+    x = ResidualStack(self.hidden, self.residual_units, self.num_res_layers, self.attention,
                       self.position_embeddings)(x, train)
     schedule = stride_schedule(self.upsample)
     for i, strides in enumerate(schedule):
       last = i == len(schedule) - 1
-      x = nn.ConvTranspose(3 if last else self.hidden, (4, 4, 4), strides=strides,
-                           padding='SAME')(x)
+      x = UpConv3D(self.channels if last else self.hidden, strides, self.conv_impl)(x)
       x = x if last else nn.relu(x)
     return x
 
 
 class VideoVQVAE(nn.Module):
-  """videos [B, T, H, W, 3] in [-0.5, 0.5] -> (reconstructions, `Quantized`)."""
+  """videos [B, T, H, W, C] in [-0.5, 0.5] -> (reconstructions, `Quantized`)."""
   hidden: int = 240
   residual_units: int = 128
   num_res_layers: int = 4
   num_codes: int = 1024
   code_dim: int = 256
   downsample: Sequence[int] = (2, 2, 2)
+  channels: int = 3  # C of the videos (Moving MNIST: 1).
+  attention: bool = True  # Axial attention in the residual blocks (paper: none for Moving MNIST).
   position_embeddings: bool = True  # The paper's; the authors' code has none in the VQ-VAE.
+  conv_impl: str = 'folded'  # How strided convs compute (same math): see strided_conv3d.py.
   axis_name: str | None = None  # Set inside shard_map/pmap: codebook statistics are psum'd.
 
   def setup(self):
     self.encoder = Encoder(self.hidden, self.residual_units, self.num_res_layers, self.downsample,
-                           self.position_embeddings)
+                           self.attention, self.position_embeddings, self.conv_impl)
     self.pre_quantize = conv3d(self.code_dim, 1)
     self.codebook = EMACodebook(self.num_codes, self.code_dim, axis_name=self.axis_name)
     self.post_quantize = conv3d(self.hidden, 1)
     self.decoder = Decoder(self.hidden, self.residual_units, self.num_res_layers, self.downsample,
-                           self.position_embeddings)
+                           self.channels, self.attention, self.position_embeddings,
+                           self.conv_impl)
 
   def encode(self, videos: jax.Array, train: bool = False) -> Quantized:
-    check_videos(videos, self.downsample)
+    check_videos(videos, self.downsample, self.channels)
     return self.codebook(self.pre_quantize(self.encoder(videos, train)), update=train)
 
   def decode_codes(self, codes: jax.Array) -> jax.Array:
-    """codes [B, T', H', W'] int -> videos [B, T, H, W, 3] (inference: running BN statistics)."""
+    """codes [B, T', H', W'] int -> videos [B, T, H, W, C] (inference: running BN statistics)."""
     vectors = self.codebook.variables['codebook']['codes'][codes]
     return self.decoder(self.post_quantize(vectors), False)
 
@@ -148,9 +156,9 @@ class VideoVQVAE(nn.Module):
     return self.decoder(self.post_quantize(quantized.quantized), train), quantized
 
 
-def check_videos(videos: jax.Array, downsample: Sequence[int]) -> None:
-  if videos.ndim != 5 or videos.shape[-1] != 3:
-    raise ValueError(f'Expected videos [B, T, H, W, 3], got shape {videos.shape}.')
+def check_videos(videos: jax.Array, downsample: Sequence[int], channels: int = 3) -> None:
+  if videos.ndim != 5 or videos.shape[-1] != channels:
+    raise ValueError(f'Expected videos [B, T, H, W, {channels}], got shape {videos.shape}.')
   for size, factor, name in zip(videos.shape[1:4], downsample, 'THW'):
     if size % factor:
       raise ValueError(f'{name}={size} is not divisible by its downsample factor {factor} '

@@ -1,0 +1,151 @@
+"""The video VQ-VAE's strided 3D convolutions (kernel 4, stride 1 or 2 per axis), two ways.
+
+`DownConv3D` is `nn.Conv(features, (4, 4, 4), strides, padding=same)` and `UpConv3D` is
+`nn.ConvTranspose(features, (4, 4, 4), strides, padding='SAME')`, with the same parameters
+('kernel' [4, 4, 4, C_in, C_out], 'bias') and outputs in both implementations:
+- impl='xla': XLA's strided and transposed (lhs-dilated) convolutions, as those flax layers;
+- impl='folded': no strided or dilated convolutions. The down conv folds each stride-2 axis
+  into the channels (space-to-depth), which makes it a kernel-2 stride-1 convolution. The up
+  conv computes each output phase (position mod 2 along every stride-2 axis) as a stride-1
+  convolution with that phase's taps and interleaves the phases; for narrow outputs (at most
+  4 x C_in / 64 channels: the decoder's last layer) it multiplies every input voxel by the
+  whole kernel in one matmul and adds the shifted taps instead. No multiplications by inserted
+  zeros, and the gradients are stride-1 convolutions and matmuls too.
+Measured on a 2-core CPU, forward + backward at batch 16 (README): XLA's strided down conv
+1 -> 64 channels 30.4 s vs 0.39 s folded; the transposed up conv 64 -> 1 43.8 s vs 1.8 s by
+phases vs 0.09 s by matmul. Both impls are selectable (`conv_impl`) and tested equal.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+KERNEL = 4
+# Per stride: the padding of a kernel-4 "same" convolution, (front, back).
+_DOWN_PADDING = {1: (2, 1), 2: (1, 1)}
+
+
+def _check_strides(strides: Sequence[int]) -> None:
+  if len(strides) != 3 or any(s not in (1, 2) for s in strides):
+    raise ValueError(f'Strided 3D convs take strides of 1 or 2 per axis, got {tuple(strides)}.')
+
+
+_DIMENSIONS = ('NDHWC', 'DHWIO', 'NDHWC')
+
+
+def _conv(x: jax.Array, kernel: jax.Array, padding, strides=(1, 1, 1)) -> jax.Array:
+  return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DIMENSIONS)
+
+
+def _parameters(module: nn.Module, in_features: int, out_features: int):
+  if module.impl not in ('folded', 'xla'):
+    raise ValueError(f"The strided conv impl must be 'folded' or 'xla', got {module.impl!r}.")
+  kernel = module.param('kernel', nn.initializers.lecun_normal(),
+                        (KERNEL, KERNEL, KERNEL, in_features, out_features))
+  return kernel, module.param('bias', nn.initializers.zeros, (out_features,))
+
+
+class DownConv3D(nn.Module):
+  """[B, T, H, W, C_in] -> [B, T/s_t, H/s_h, W/s_w, features]; kernel 4, "same" padding."""
+  features: int
+  strides: Sequence[int]
+  impl: str = 'folded'
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    _check_strides(self.strides)
+    channels = x.shape[-1]
+    kernel, bias = _parameters(self, channels, self.features)
+    padding = [_DOWN_PADDING[s] for s in self.strides]
+    if self.impl == 'xla':
+      return _conv(x, kernel, padding, tuple(self.strides)) + bias
+    x = jnp.pad(x, [(0, 0), *padding, (0, 0)])
+    batch, *spatial, _ = x.shape
+    s_t, s_h, s_w = self.strides
+    # x[s*i + r] -> x[i, (r, c)] and kernel[s*a + r] -> kernel[a, (r, c)] on every axis.
+    x = x.reshape(batch, spatial[0] // s_t, s_t, spatial[1] // s_h, s_h, spatial[2] // s_w, s_w,
+                  channels).transpose(0, 1, 3, 5, 2, 4, 6, 7)
+    x = x.reshape(*x.shape[:4], -1)
+    kernel = kernel.reshape(KERNEL // s_t, s_t, KERNEL // s_h, s_h, KERNEL // s_w, s_w, channels,
+                            self.features).transpose(0, 2, 4, 1, 3, 5, 6, 7)
+    kernel = kernel.reshape(*kernel.shape[:3], -1, self.features)
+    return _conv(x, kernel, [(0, 0)] * 3) + bias
+
+
+class UpConv3D(nn.Module):
+  """[B, T, H, W, C_in] -> [B, s_t*T, s_h*H, s_w*W, features]; the transpose of `DownConv3D`'s
+  shapes, computed as flax's ConvTranspose(padding='SAME', transpose_kernel=False)."""
+  features: int
+  strides: Sequence[int]
+  impl: str = 'folded'
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    _check_strides(self.strides)
+    kernel, bias = _parameters(self, x.shape[-1], self.features)
+    if self.impl == 'xla':
+      return jax.lax.conv_transpose(x, kernel, tuple(self.strides), 'SAME',
+                                    dimension_numbers=_DIMENSIONS) + bias
+    if self.features * KERNEL**3 <= 4 * x.shape[-1]:
+      return _up_by_matmul(x, kernel, self.strides) + bias
+    return _up_by_phases(x, kernel, self.strides) + bias
+
+
+# Along a stride-2 axis, output 2m + r sums x[m - 1 + r + a] * kernel[r + 2a] over a = 0, 1;
+# along a stride-1 axis, output m sums x[m - 2 + j] * kernel[j] over j = 0..3. As (input offset
+# i - m, tap) pairs per phase:
+def _taps(stride: int) -> list[list[tuple[int, int]]]:
+  if stride == 2:
+    return [[(r + a - 1, r + 2 * a) for a in range(2)] for r in range(2)]
+  return [[(j - 2, j) for j in range(KERNEL)]]
+
+
+def _up_by_phases(x: jax.Array, kernel: jax.Array, strides: Sequence[int]) -> jax.Array:
+  """One stride-1 convolution per output phase, with that phase's taps; phases interleaved."""
+  outputs = []
+  for phase_t in _taps(strides[0]):
+    for phase_h in _taps(strides[1]):
+      for phase_w in _taps(strides[2]):
+        phase = (phase_t, phase_h, phase_w)
+        taps = [[tap for _, tap in p] for p in phase]
+        # Offsets run over consecutive integers: pad so the first reads x[m + first offset].
+        padding = [(-p[0][0], p[-1][0]) for p in phase]
+        outputs.append(_conv(x, kernel[np.ix_(*taps)], padding))
+  batch, t, h, w, _ = x.shape
+  s_t, s_h, s_w = strides
+  features = kernel.shape[-1]
+  y = jnp.stack(outputs, axis=-2).reshape(batch, t, h, w, s_t, s_h, s_w, features)
+  return y.transpose(0, 1, 4, 2, 5, 3, 6, 7).reshape(batch, t * s_t, h * s_h, w * s_w, features)
+
+
+def _up_by_matmul(x: jax.Array, kernel: jax.Array, strides: Sequence[int]) -> jax.Array:
+  """Every input voxel times the whole kernel ([N, C_in] @ [C_in, 64 C_out]), then each axis's
+  taps shifted and added into its output phases. For narrow outputs (the decoder's last layer),
+  where a convolution with few output channels runs far below the matmul rate."""
+  batch, t, h, w, channels = x.shape
+  features = kernel.shape[-1]
+  patches = x.reshape(-1, channels) @ kernel.transpose(3, 0, 1, 2, 4).reshape(channels, -1)
+  # [B, t, tap_t, h, tap_h, w, tap_w, C_out]: each axis's taps beside it.
+  y = patches.reshape(batch, t, h, w, KERNEL, KERNEL, KERNEL, features).transpose(
+      0, 1, 4, 2, 5, 3, 6, 7)
+  for axis, stride in zip((1, 2, 3), strides):
+    length = y.shape[axis]
+    phases = []
+    for phase in _taps(stride):
+      total = 0
+      for offset, tap in phase:  # output m reads input m + offset
+        contribution = jnp.take(y, tap, axis=axis + 1)
+        padding = [(0, 0)] * contribution.ndim
+        padding[axis] = (max(-offset, 0), max(offset, 0))
+        contribution = jnp.pad(contribution, padding)
+        total = total + jax.lax.slice_in_dim(contribution, max(offset, 0),
+                                             max(offset, 0) + length, axis=axis)
+      phases.append(total)
+    y = jnp.stack(phases, axis=axis + 1)
+    y = y.reshape(*y.shape[:axis], length * stride, *y.shape[axis + 2:])
+  return y
