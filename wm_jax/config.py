@@ -20,7 +20,8 @@ def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
   return flat
 
 
-def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict) -> None:
+def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict,
+               reference_path: str = 'experiments/configs/default.py') -> None:
   """Raises a ValueError naming every key of `config` that `reference` lacks (typos included)."""
   known = flatten(reference.to_dict())
   unknown = sorted(set(flatten(config.to_dict())) - set(known))
@@ -30,7 +31,7 @@ def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Conf
       close = difflib.get_close_matches(key, known, n=1)
       lines.append(f'  {key}' + (f" (did you mean '{close[0]}'?)" if close else ''))
     raise ValueError('Unknown config keys:\n' + '\n'.join(lines) +
-                     '\nKnown keys are those of experiments/configs/default.py.')
+                     f'\nKnown keys are those of {reference_path}.')
 
 
 def fingerprint(config: ml_collections.ConfigDict, sections: tuple[str, ...],

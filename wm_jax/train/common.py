@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import time
 from typing import Any, Mapping
 
 import jax
@@ -93,6 +94,37 @@ def image_strip(rows: list[np.ndarray]) -> np.ndarray:
 def save_png(path: str, image: np.ndarray, scale: int = 2) -> None:
   height, width = image.shape[:2]
   Image.fromarray(image).resize((width * scale, height * scale), Image.NEAREST).save(path)
+
+
+class StepWindow:
+  """A training loop's metrics since the last `flush`, kept on device until then, with the rate
+  of examples per second. `add` waits for the previous step, so one step stays in flight while
+  the host loads the next batch."""
+
+  def __init__(self, what: str, learning_rate_key: str):
+    self.what, self.learning_rate_key = what, learning_rate_key
+    self._reset()
+
+  def _reset(self):
+    self.start, self.examples, self.pending = time.perf_counter(), 0, []
+
+  def add(self, metrics: Mapping[str, jax.Array], examples: int) -> None:
+    if self.pending:
+      jax.block_until_ready(self.pending[-1])
+    self.pending.append(metrics)
+    self.examples += examples
+
+  def flush(self, step: int) -> tuple[dict[str, float], float]:
+    """(means of the metrics since the last flush, examples per second); raises a
+    FloatingPointError naming the learning-rate key if the loss is not finite."""
+    host = jax.device_get(self.pending)
+    means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+    if not np.isfinite(means['loss']):
+      raise FloatingPointError(f'{self.what} diverged at step {step}: loss {means["loss"]}. '
+                               f'Try a lower {self.learning_rate_key}.')
+    rate = self.examples / (time.perf_counter() - self.start)
+    self._reset()
+    return means, rate
 
 
 class MetricsLog:

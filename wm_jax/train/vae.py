@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from typing import Any
 
 import chex
@@ -137,26 +136,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   log = common.MetricsLog(out)
   start_step = int(state.step)
   progress = tqdm.tqdm(initial=start_step, total=c.num_steps, desc='train V', unit='step')
-  window_start, window_images, pending = time.perf_counter(), 0, []
-
+  window = common.StepWindow('V', 'vae.learning_rate')
   for step in range(start_step + 1, c.num_steps + 1):
     frames = next(iterator)
     check_frames(frames)
     state, metrics = step_fn(state, jax.device_put(frames, batch_sharding))
-    if pending:  # Keep one step in flight: the host loads the next batch while it runs.
-      jax.block_until_ready(pending[-1])
-    pending.append(metrics)
-    window_images += len(frames)
+    window.add(metrics, len(frames))
     if step % c.log_every == 0 or step == c.num_steps:
-      means = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
-      if not np.isfinite(means['loss']):
-        raise FloatingPointError(f'V diverged at step {step}: loss {means["loss"]}. '
-                                 'Try a lower vae.learning_rate.')
-      images_per_s = window_images / (time.perf_counter() - window_start)
+      means, images_per_s = window.flush(step)
       log.write(step, {**{f'vae/{k}': v for k, v in means.items()}, 'vae/images_per_s': images_per_s})
       progress.set_postfix(loss=f'{means["loss"]:.1f}', kl=f'{means["kl"]:.1f}',
                            img_per_s=f'{images_per_s:.0f}')
-      window_start, window_images, pending = time.perf_counter(), 0, []
     if step % c.eval_every == 0 or step == c.num_steps:
       reconstructions = reconstruct(state.apply_fn, state.params, preview)
       strip = common.image_strip([preview, np.asarray(reconstructions)])

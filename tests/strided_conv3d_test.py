@@ -1,0 +1,62 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wm_jax.models.strided_conv3d import DownConv3D, UpConv3D
+
+STRIDES = [(2, 2, 2), (2, 1, 1), (1, 2, 2), (1, 1, 1)]
+
+
+def _random_params(module, x):
+  params = module.init(jax.random.key(0), x)['params']
+  return {name: jax.random.normal(jax.random.key(i), p.shape) for i, (name, p) in
+          enumerate(sorted(params.items()))}
+
+
+@pytest.mark.parametrize('strides', STRIDES)
+@pytest.mark.parametrize('impl', ['folded', 'xla'])
+def test_down_conv_equals_flax_strided_conv(strides, impl):
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 4, 3))
+  params = _random_params(DownConv3D(5, strides), x)
+  padding = [{1: (2, 1), 2: (1, 1)}[s] for s in strides]
+  expected = nn.Conv(5, (4, 4, 4), strides, padding=padding).apply({'params': params}, x)
+  got = DownConv3D(5, strides, impl).apply({'params': params}, x)
+  assert got.shape == (2, 8 // strides[0], 8 // strides[1], 4 // strides[2], 5)
+  np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize('strides', STRIDES)
+@pytest.mark.parametrize('features,impl', [(5, 'folded'), (2, 'folded'), (5, 'xla')])
+def test_up_conv_equals_flax_transposed_conv(strides, features, impl):
+  """Both folded paths: by phases (5 output channels) and by matmul (2 channels <= 4 x 48 / 64)."""
+  x = jax.random.normal(jax.random.key(1), (2, 4, 4, 2, 48))
+  params = _random_params(UpConv3D(features, strides), x)
+  expected = nn.ConvTranspose(features, (4, 4, 4), strides, padding='SAME').apply(
+      {'params': params}, x)
+  got = UpConv3D(features, strides, impl).apply({'params': params}, x)
+  assert got.shape == (2, 4 * strides[0], 4 * strides[1], 2 * strides[2], features)
+  np.testing.assert_allclose(got, expected, atol=1e-3, rtol=1e-4)
+
+
+def test_gradients_match_between_impls():
+  x = jax.random.normal(jax.random.key(1), (1, 4, 4, 4, 3))
+  params = _random_params(DownConv3D(4, (2, 2, 2)), x)
+
+  def loss(params, impl):
+    h = DownConv3D(4, (2, 2, 2), impl).apply({'params': params}, x)
+    return jnp.sum(jnp.sin(UpConv3D(4, (2, 2, 2), impl).apply({'params': up}, h)))
+
+  up = _random_params(UpConv3D(4, (2, 2, 2)), jnp.zeros((1, 2, 2, 2, 4)))
+  grads = [jax.grad(loss)(params, impl) for impl in ('folded', 'xla')]
+  for name in params:
+    np.testing.assert_allclose(grads[0][name], grads[1][name], atol=1e-3, rtol=1e-4)
+
+
+def test_bad_settings_are_named():
+  x = jnp.zeros((1, 4, 4, 4, 2))
+  with pytest.raises(ValueError, match='strides of 1 or 2'):
+    DownConv3D(3, (4, 1, 1)).init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="'folded' or 'xla'"):
+    UpConv3D(3, (2, 2, 2), 'cudnn').init(jax.random.key(0), x)

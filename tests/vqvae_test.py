@@ -1,0 +1,86 @@
+"""The VQ-VAE trainer on clips of World Models rollouts (small model, a few steps)."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import vqvae_moving_digits
+from wm_jax.train import vqvae
+
+
+def tiny_config(workdir):
+  config = vqvae_moving_digits.get_config()
+  config.data.name = 'world_models'
+  config.data.data_dir = workdir
+  config.data.num_frames = 8
+  config.data.resolution = 32
+  config.data.channels = 3
+  config.data.batch_size = 4
+  config.model.hidden = 16
+  config.model.residual_units = 8
+  config.model.num_res_layers = 1
+  config.model.num_codes = 32
+  config.model.code_dim = 8
+  config.model.downsample = (2, 4, 4)
+  config.model.attention = True
+  config.train.num_steps = 4
+  config.train.log_every = 2
+  config.train.eval_every = 2
+  config.train.checkpoint_every = 2
+  config.eval.num_clips = 8
+  config.eval.batch_size = 4
+  return config
+
+
+def _params(workdir, config):
+  manager = vqvae.common.checkpoint_manager(os.path.join(workdir, 'checkpoints'),
+                                            vqvae.vqvae_fingerprint(config))
+  state = vqvae.create_train_state(config, jax.random.PRNGKey(0))
+  restored = manager.restore(manager.latest_step(), args=vqvae.ocp.args.Composite(
+      state=vqvae.ocp.args.StandardRestore(vqvae.common.abstract(state))))
+  return restored['state']
+
+
+def test_trains_scores_and_resumes_where_a_straight_run_ends(rollout_workdir, tmp_path):
+  config = tiny_config(rollout_workdir)
+  straight = str(tmp_path / 'straight')
+  results = vqvae.train_and_evaluate(config, straight)
+  assert results['step'] == 4 and results['num_clips'] == 8
+  for key in ('mse', 'psnr', 'ssim', 'perplexity', 'usage'):
+    assert np.isfinite(results[key])
+  assert 0 < results['usage'] <= 1 and 1 <= results['perplexity'] <= 32
+  with open(os.path.join(straight, 'results.json')) as f:
+    assert json.load(f) == results
+  assert os.path.exists(os.path.join(straight, 'reconstructions.png'))
+  rows = [json.loads(line) for line in open(os.path.join(straight, 'metrics.jsonl'))]
+  assert {'train/loss', 'train/perplexity', 'train/clips_per_s'} <= set(rows[0])
+  assert any('eval/psnr' in row for row in rows)
+
+  interrupted = str(tmp_path / 'interrupted')
+  config.train.num_steps = 2  # A run killed after its step-2 checkpoint ...
+  vqvae.train_and_evaluate(config, interrupted)
+  config.train.num_steps = 4  # ... and resumed.
+  resumed = vqvae.train_and_evaluate(config, interrupted)
+  assert resumed == results
+  a, b = _params(straight, config), _params(interrupted, config)
+  jax.tree.map(np.testing.assert_array_equal, (a.params, a.codebook, a.batch_stats),
+               (b.params, b.codebook, b.batch_stats))
+
+
+def test_clips_of_the_wrong_shape_name_the_config_keys(rollout_workdir, tmp_path):
+  config = tiny_config(rollout_workdir)
+  config.data.channels = 1
+  with pytest.raises(ValueError, match='data.channels'):
+    vqvae.train_and_evaluate(config, str(tmp_path))
+
+
+def test_a_workdir_of_another_config_is_refused(rollout_workdir, tmp_path):
+  config = tiny_config(rollout_workdir)
+  config.train.num_steps = 2
+  vqvae.train_and_evaluate(config, str(tmp_path))
+  config.model.num_codes = 64
+  with pytest.raises(ValueError, match='model.num_codes'):
+    vqvae.train_and_evaluate(config, str(tmp_path))

@@ -1,0 +1,132 @@
+"""Video clips for the VQ-VAE and the prior: one grain pipeline over several sources.
+
+Sources (config key `data.name`), each a random-access source of examples:
+- 'moving_digits': the offline Moving-Digits builder (wm_jax/data/moving_digits.py), built in
+  `data.data_dir` on first use (seconds, no network).
+- 'moving_mnist', 'bair_robot_pushing_small', 'ucf101': the TFDS datasets. They download their
+  data, so they work only where the network is reachable; preparing BAIR and UCF-101 also needs
+  TensorFlow (their sources are tfrecords / encoded videos), reading the prepared array_record
+  files does not. TFDS's Moving MNIST has one 10,000-clip split: its first 9,000 clips train.
+- 'world_models': the rollouts of a World Models workdir (`data.data_dir`), 64x64 RGB frames
+  with their actions; episodes shorter than a clip are skipped.
+
+A clip is a `data.num_frames` window (random start in training, the first frames in
+evaluation), centre-cropped and resized to `data.resolution` if needed: {'video': uint8
+[T, R, R, C], and 'actions' [T, ...] where the source has them}. The models read videos in
+[-0.5, 0.5] (`to_model_range`, applied on device, so uint8 crosses to it: 4x less traffic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import grain
+import jax.numpy as jnp
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from wm_jax.data.moving_digits import MovingDigits  # Importing it registers it with TFDS.
+from wm_jax.data.collect import rollouts_path
+from wm_jax.data.episodes import open_episodes
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsVideos:
+  name: str  # TFDS name/config
+  video_key: str
+  splits: dict[str, str]  # 'train' / 'test' -> TFDS split
+  action_key: str | None = None
+
+
+TFDS_SOURCES = {
+    'moving_digits': TfdsVideos(f'{MovingDigits.name}/frames_16', 'video',
+                                {'train': 'train', 'test': 'test'}),
+    'moving_mnist': TfdsVideos('moving_mnist', 'image_sequence',
+                               {'train': 'test[:9000]', 'test': 'test[9000:]'}),
+    'bair_robot_pushing_small': TfdsVideos('bair_robot_pushing_small', 'image_main',
+                                           {'train': 'train', 'test': 'test'}, 'action'),
+    'ucf101': TfdsVideos('ucf101/ucf101_1_256', 'video', {'train': 'train', 'test': 'test'}),
+}
+SOURCES = (*TFDS_SOURCES, 'world_models')
+
+
+def open_videos(name: str, split: str, data_dir: str | None) -> tuple[Any, str, str | None]:
+  """(random-access source, video key, action key or None) of a source's 'train'/'test' split."""
+  if name == 'world_models':
+    if not data_dir:
+      raise ValueError("data.name='world_models' reads a World Models workdir: set data.data_dir.")
+    return open_episodes(rollouts_path(data_dir), 'rollout'), 'frames', 'actions'
+  if name not in TFDS_SOURCES:
+    raise ValueError(f'Unknown data.name {name!r}; expected one of {SOURCES}.')
+  if split not in ('train', 'test'):
+    raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+  spec = TFDS_SOURCES[name]
+  tfds.disable_progress_bar()
+  source = tfds.data_source(spec.name, split=spec.splits[split],
+                            data_dir=os.path.abspath(data_dir) if data_dir else None,
+                            builder_kwargs={'file_format': 'array_record'})
+  return source, spec.video_key, spec.action_key
+
+
+def to_model_range(videos: jnp.ndarray) -> jnp.ndarray:
+  """uint8 [0, 255] -> float32 [-0.5, 0.5] (the paper's data range)."""
+  if videos.dtype != jnp.uint8:
+    raise ValueError(f'Expected uint8 videos, got {videos.dtype}.')
+  return videos.astype(jnp.float32) / 255.0 - 0.5
+
+
+def resize_frames(frames: np.ndarray, resolution: int) -> np.ndarray:
+  """uint8 [T, H, W, C] -> [T, R, R, C]: centre square crop, bilinear resize."""
+  _, height, width, channels = frames.shape
+  if height == width == resolution:
+    return frames
+  side = min(height, width)
+  top, left = (height - side) // 2, (width - side) // 2
+  frames = frames[:, top:top + side, left:left + side]
+  return np.stack([np.asarray(Image.fromarray(f.squeeze(-1) if channels == 1 else f).resize(
+      (resolution, resolution), Image.BILINEAR)).reshape(resolution, resolution, channels)
+                   for f in frames])
+
+
+class _ToClip(grain.transforms.RandomMap):
+  """example -> {'video', 'actions'?} of `num_frames` frames; None if the example is shorter."""
+
+  def __init__(self, video_key: str, action_key: str | None, num_frames: int, resolution: int,
+               random_start: bool):
+    self.video_key, self.action_key = video_key, action_key
+    self.num_frames, self.resolution, self.random_start = num_frames, resolution, random_start
+
+  def random_map(self, example, rng: np.random.Generator):
+    frames = np.asarray(example[self.video_key])
+    if frames.ndim != 4 or frames.dtype != np.uint8:
+      raise ValueError(f"Expected '{self.video_key}' frames uint8 [T, H, W, C], got "
+                       f'{frames.dtype} {frames.shape}.')
+    length = len(frames)
+    if length < self.num_frames:
+      return None
+    start = int(rng.integers(length - self.num_frames + 1)) if self.random_start else 0
+    window = slice(start, start + self.num_frames)
+    clip = {'video': resize_frames(frames[window], self.resolution)}
+    if self.action_key:
+      clip['actions'] = np.asarray(example[self.action_key])[window]
+    return clip
+
+
+def clip_batches(source, video_key: str, action_key: str | None, *, num_frames: int,
+                 resolution: int, batch_size: int, seed: int, train: bool,
+                 num_threads: int = 2) -> grain.IterDataset:
+  """Batches of clips {'video': uint8 [B, T, R, R, C], 'actions'?: [B, T, ...]}.
+
+  train=True: an endless stream, examples reshuffled every epoch, random windows; `iter(...)`
+  is checkpointable (get_state/set_state). train=False: one pass in order, first windows.
+  """
+  ds = grain.MapDataset.source(source).seed(seed)
+  if train:
+    ds = ds.shuffle().repeat()
+  ds = ds.random_map(_ToClip(video_key, action_key, num_frames, resolution, random_start=train))
+  ds = ds.filter(lambda clip: clip is not None)
+  ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=8))
+  return ds.batch(batch_size, drop_remainder=True)
