@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -83,4 +85,59 @@ def test_a_workdir_of_another_config_is_refused(rollout_workdir, tmp_path):
   vqvae.train_and_evaluate(config, str(tmp_path))
   config.model.num_codes = 64
   with pytest.raises(ValueError, match='model.num_codes'):
+    vqvae.train_and_evaluate(config, str(tmp_path))
+
+
+_TWO_DEVICE_RUN = '''
+import sys
+import jax
+import numpy as np
+from vqvae_test import tiny_config
+from wm_jax.train import vqvae
+assert jax.device_count() == 2
+config = tiny_config(sys.argv[1])
+config.train.num_steps = 1
+config.mesh.data = 2
+vqvae.train_and_evaluate(config, sys.argv[2])
+'''
+
+
+def test_two_device_data_parallel_run_matches_one_device(rollout_workdir, tmp_path):
+  """`mesh.data=2` splits each batch over two (host) devices: the codebook's first-batch init and
+  EMA counts and sums are over the whole batch, so one step gives the one-device codebook,
+  BatchNorm statistics and parameters. (One step: later steps start from parameters that differ
+  by rounding, which every later statistic inherits.)"""
+  config = tiny_config(rollout_workdir)
+  config.train.num_steps = 1
+  one = vqvae.train_and_evaluate(config, str(tmp_path / 'one'))
+  tests_dir = os.path.dirname(os.path.abspath(__file__))
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+             PYTHONPATH=os.pathsep.join([tests_dir, os.path.dirname(tests_dir)]))
+  subprocess.run([sys.executable, '-c', _TWO_DEVICE_RUN, rollout_workdir, str(tmp_path / 'two')],
+                 env=env, check=True, timeout=600)
+  with open(tmp_path / 'two' / 'results.json') as f:
+    two = json.load(f)
+  assert two['num_clips'] == one['num_clips']
+  np.testing.assert_allclose(two['psnr'], one['psnr'], rtol=1e-3)
+  a, b = _params(str(tmp_path / 'one'), config), _params(str(tmp_path / 'two'), config)
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-4),
+               (a.codebook, a.batch_stats), (b.codebook, b.batch_stats))
+  # Biases that feed a BatchNorm have a zero true gradient: Adam's first step (lr x g / |g|)
+  # turns the rounding noise of the devices' different summation order into moves of up to the
+  # learning rate either way.
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=2 * config.train.learning_rate),
+               a.params, b.params)
+
+
+def test_reconstruction_fvd_is_reported_when_asked(rollout_workdir, tmp_path):
+  config = tiny_config(rollout_workdir)
+  config.data.num_frames = 10  # I3D needs >= 9 frames.
+  config.train.num_steps = 1
+  config.eval.fvd_trials = 2
+  config.eval.fvd_videos = 3
+  results = vqvae.train_and_evaluate(config, str(tmp_path))
+  assert results['fvd_trials'] == 2 and results['fvd_videos'] == 3
+  assert results['fvd'] > 0 and results['fvd_std'] >= 0
+  config.eval.fvd_videos = 9  # More than the 8 clips scored.
+  with pytest.raises(ValueError, match='eval.fvd_videos=9'):
     vqvae.train_and_evaluate(config, str(tmp_path))

