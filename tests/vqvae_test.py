@@ -1,5 +1,6 @@
 """The VQ-VAE trainer on clips of World Models rollouts (small model, a few steps)."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import vqvae_moving_digits
+from wm_jax.config import check_keys
 from wm_jax.train import vqvae
 
 
@@ -141,3 +143,22 @@ def test_reconstruction_fvd_is_reported_when_asked(rollout_workdir, tmp_path):
   config.eval.fvd_videos = 9  # More than the 8 clips scored.
   with pytest.raises(ValueError, match='eval.fvd_videos=9'):
     vqvae.train_and_evaluate(config, str(tmp_path))
+
+
+# BAIR: derived layer by layer in tests/video_vqvae_test.py. UCF-101 adds one 240 -> 240 kernel-4
+# conv on each side (2 x (64 x 240 x 240 + 240)) and its latent has 4 frames, not 8 (position
+# embeddings: 8 blocks x 4 x 240 fewer). Moving MNIST (1 channel, no attention): encoder convs
+# 15,600 + 3,686,640 + 1,555,440 (k3), 2 blocks x (829,440 + 30,720 + 736 BN) + 480 BN =
+# 6,979,952; 1x1x1 convs 15,424 + 15,600; decoder 1,722,272 + 3,686,640 + 15,361 = 5,424,273.
+PAPER_PARAMETERS = {'vqvae_bair': 14_336_787,
+                    'vqvae_ucf101': 14_336_787 + 2 * (64 * 240 * 240 + 240) - 8 * 4 * 240,
+                    'vqvae_moving_mnist': 12_435_249}
+
+
+@pytest.mark.parametrize('name', sorted(PAPER_PARAMETERS))
+def test_paper_configs_build_the_paper_models(name):
+  config = importlib.import_module(f'experiments.configs.{name}').get_config()
+  check_keys(config, vqvae_moving_digits.get_config())
+  state = jax.eval_shape(lambda: vqvae.create_train_state(config, jax.random.PRNGKey(0)))
+  assert sum(x.size for x in jax.tree.leaves(state.params)) == PAPER_PARAMETERS[name]
+  assert config.data.name in vqvae.video_lib.SOURCES
