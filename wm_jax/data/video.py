@@ -8,7 +8,8 @@ Sources (config key `data.name`), each a random-access source of examples:
   TensorFlow (their sources are tfrecords / encoded videos), reading the prepared array_record
   files does not. TFDS's Moving MNIST has one 10,000-clip split: its first 9,000 clips train.
 - 'world_models': the rollouts of a World Models workdir (`data.data_dir`), 64x64 RGB frames
-  with their actions; episodes shorter than a clip are skipped.
+  with their actions; episodes shorter than a clip are skipped. There is one split: 'train' and
+  'test' read the same rollouts (evaluation windows are each episode's first frames).
 
 A clip is a `data.num_frames` window (random start in training, the first frames in
 evaluation), centre-cropped and resized to `data.resolution` if needed: {'video': uint8
