@@ -8,6 +8,7 @@ import sys
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from experiments.configs import vqvae_moving_digits
@@ -43,8 +44,8 @@ def _params(workdir, config):
   manager = vqvae.common.checkpoint_manager(os.path.join(workdir, 'checkpoints'),
                                             vqvae.vqvae_fingerprint(config))
   state = vqvae.create_train_state(config, jax.random.PRNGKey(0))
-  restored = manager.restore(manager.latest_step(), args=vqvae.ocp.args.Composite(
-      state=vqvae.ocp.args.StandardRestore(vqvae.common.abstract(state))))
+  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(vqvae.common.abstract(state))))
   return restored['state']
 
 
@@ -94,6 +95,7 @@ _TWO_DEVICE_RUN = '''
 import sys
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 from vqvae_test import tiny_config
 from wm_jax.train import vqvae
 assert jax.device_count() == 2

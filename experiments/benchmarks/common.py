@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def measured_matmul_flops(dtype=jnp.float32, size: int = 4096, repeats: int = 5) -> float:
@@ -20,6 +21,20 @@ def measured_matmul_flops(dtype=jnp.float32, size: int = 4096, repeats: int = 5)
     matmul(a).block_until_ready()
     best = min(best, time.perf_counter() - start)
   return 2 * size**3 / best
+
+
+def median_step_seconds(step, state, batch, steps: int) -> float:
+  """Median wall time of `steps` calls of a train step `step(state, batch) -> (state, metrics)`,
+  after one untimed call (compilation and warm-up)."""
+  state, metrics = step(state, batch)
+  jax.block_until_ready(metrics)
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
 
 
 def report(result: dict[str, Any], out: str | None) -> None:

@@ -10,14 +10,12 @@ of several large matmuls on the same device. Compilation and a warm-up step are 
 """
 
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
 
-from experiments.benchmarks.common import measured_matmul_flops, report
+from experiments.benchmarks.common import measured_matmul_flops, median_step_seconds, report
 from experiments.configs import default
 from wm_jax.train import common, vae
 
@@ -52,15 +50,7 @@ def main(argv):
                          .compile().cost_analysis()['flops'])
   step = vae.jit_train_step(config, mesh)  # Fresh trace counter for the timed function.
 
-  state, metrics = step(state, frames)  # Warm-up.
-  jax.block_until_ready(metrics)
-  times = []
-  for _ in range(_STEPS.value):
-    start = time.perf_counter()
-    state, metrics = step(state, frames)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-  seconds = float(np.median(times))
+  seconds = median_step_seconds(step, state, frames, _STEPS.value)
   peak = measured_matmul_flops(jnp.dtype(_DTYPE.value))
   result = {
       'batch_size': _BATCH.value, 'z_size': _Z.value,

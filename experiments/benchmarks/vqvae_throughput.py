@@ -13,15 +13,13 @@ reported beside them. Compilation and a warm-up step are excluded; the median st
 
 import functools
 import os
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from experiments.benchmarks.common import measured_matmul_flops, report
+from experiments.benchmarks.common import measured_matmul_flops, median_step_seconds, report
 from wm_jax.train import common, vqvae
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -55,15 +53,7 @@ def main(argv):
   state = jax.device_put(vqvae.create_train_state(config, jax.random.PRNGKey(0)),
                          common.replicated(mesh))
   step = vqvae.jit_train_step(config, mesh)
-  state, metrics = step(state, videos)  # Compile and warm up.
-  jax.block_until_ready(metrics)
-  times = []
-  for _ in range(_STEPS.value):
-    start = time.perf_counter()
-    state, metrics = step(state, videos)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-  seconds = float(np.median(times))
+  seconds = median_step_seconds(step, state, videos, _STEPS.value)
   peak = measured_matmul_flops()
   m = config.model
   report({

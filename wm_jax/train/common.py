@@ -63,6 +63,23 @@ def checkpoint_manager(directory: str, config_fingerprint: Mapping[str, Any],
   return manager
 
 
+def restore_latest(manager: ocp.CheckpointManager, state, iterator):
+  """The TrainState of the manager's latest checkpoint (or `state` if there is none), with the
+  grain `iterator` set to the position saved beside it."""
+  if manager.latest_step() is None:
+    return state
+  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract(state)), data=ocp.args.JsonRestore()))
+  iterator.set_state(restored['data'])
+  return restored['state']
+
+
+def save(manager: ocp.CheckpointManager, step: int, state, iterator) -> None:
+  """Saves a TrainState and the grain iterator's position as checkpoint `step`."""
+  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                             data=ocp.args.JsonSave(iterator.get_state())))
+
+
 def to_uint8(frames) -> np.ndarray:
   """Frames as uint8 (floats in [0, 1] are scaled and rounded)."""
   frames = np.asarray(frames)

@@ -124,12 +124,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                           max_episode_length=config.collect.max_steps)
   iterator = iter(batches)
   manager = common.checkpoint_manager(os.path.join(out, 'checkpoints'), vae_fingerprint(config))
-  if manager.latest_step() is not None:
-    restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(common.abstract(state)),
-        data=ocp.args.JsonRestore()))
-    state = restored['state']
-    iterator.set_state(restored['data'])
+  state = common.restore_latest(manager, state, iterator)
 
   step_fn = jit_train_step(config, mesh)
   preview = _fixed_frames(episodes, 8)
@@ -153,8 +148,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       log.image('vae/originals_over_reconstructions', strip, step)
       common.save_png(os.path.join(out, 'reconstructions.png'), strip)
     if step % c.checkpoint_every == 0 or step == c.num_steps:
-      manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                 data=ocp.args.JsonSave(iterator.get_state())))
+      common.save(manager, step, state, iterator)
     progress.update(1)
   progress.close()
   manager.wait_until_finished()

@@ -23,7 +23,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 import tqdm
 from flax.training import train_state
 
@@ -206,11 +205,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                          common.replicated(mesh))
   manager = common.checkpoint_manager(os.path.join(workdir, 'checkpoints'),
                                       vqvae_fingerprint(config))
-  if manager.latest_step() is not None:
-    restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(common.abstract(state)), data=ocp.args.JsonRestore()))
-    state = restored['state']
-    iterator.set_state(restored['data'])
+  state = common.restore_latest(manager, state, iterator)
 
   step_fn = jit_train_step(config, mesh)
   log = common.MetricsLog(workdir)
@@ -239,8 +234,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       common.save_png(os.path.join(workdir, 'reconstructions.png'), strip)
       progress.write(f'step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in results.items()))
     if step % t.checkpoint_every == 0 or step == t.num_steps:
-      manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                 data=ocp.args.JsonSave(iterator.get_state())))
+      common.save(manager, step, state, iterator)
     progress.update(1)
   progress.close()
   manager.wait_until_finished()
