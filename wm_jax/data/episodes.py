@@ -86,8 +86,9 @@ def write_episodes(path: str, spec: EpisodeSpec, episodes: Iterable[Mapping[str,
   builder.download_and_prepare()
 
 
-def open_episodes(path: str, what: str = 'episodes'):
+def open_episodes(path: str, what: str = 'episodes', split: str = 'train'):
   """Random-access source of the episodes under `path`: `len(src)`, `src[i]` -> dict of arrays.
+  `split` may slice the stored split the TFDS way ('train[:90%]').
 
   Raises FileNotFoundError for a missing or incomplete dataset, naming `what`. (An empty one
   cannot exist: `write_episodes` refuses to write it.)
@@ -97,7 +98,7 @@ def open_episodes(path: str, what: str = 'episodes'):
     raise FileNotFoundError(
         f'No complete {what} dataset at {directory}. Run the stage that writes it first '
         '(experiments/world_models.py --stage=...); a killed write leaves only a temporary folder.')
-  return tfds.builder_from_directory(directory).as_data_source('train')
+  return tfds.builder_from_directory(directory).as_data_source(split)
 
 
 def read_metadata(path: str) -> dict[str, Any]:

@@ -8,8 +8,8 @@ Sources (config key `data.name`), each a random-access source of examples:
   TensorFlow (their sources are tfrecords / encoded videos), reading the prepared array_record
   files does not. TFDS's Moving MNIST has one 10,000-clip split: its first 9,000 clips train.
 - 'world_models': the rollouts of a World Models workdir (`data.data_dir`), 64x64 RGB frames
-  with their actions; episodes shorter than a clip are skipped. There is one split: 'train' and
-  'test' read the same rollouts (evaluation windows are each episode's first frames).
+  with their actions; episodes shorter than a clip are skipped. 'train' is the first 90% of the
+  episodes, 'test' the last 10% (evaluation windows are each episode's first frames).
 
 A clip is a `data.num_frames` window (random start in training, the first frames in
 evaluation), centre-cropped and resized to `data.resolution` if needed: {'video': uint8
@@ -52,18 +52,20 @@ TFDS_SOURCES = {
     'ucf101': TfdsVideos('ucf101/ucf101_1_256', 'video', {'train': 'train', 'test': 'test'}),
 }
 SOURCES = (*TFDS_SOURCES, 'world_models')
+WORLD_MODELS_SPLITS = {'train': 'train[:90%]', 'test': 'train[90%:]'}
 
 
 def open_videos(name: str, split: str, data_dir: str | None) -> tuple[Any, str, str | None]:
   """(random-access source, video key, action key or None) of a source's 'train'/'test' split."""
+  if split not in ('train', 'test'):
+    raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
   if name == 'world_models':
     if not data_dir:
       raise ValueError("data.name='world_models' reads a World Models workdir: set data.data_dir.")
-    return open_episodes(rollouts_path(data_dir), 'rollout'), 'frames', 'actions'
+    return (open_episodes(rollouts_path(data_dir), 'rollout', WORLD_MODELS_SPLITS[split]),
+            'frames', 'actions')
   if name not in TFDS_SOURCES:
     raise ValueError(f'Unknown data.name {name!r}; expected one of {SOURCES}.')
-  if split not in ('train', 'test'):
-    raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
   spec = TFDS_SOURCES[name]
   tfds.disable_progress_bar()
   source = tfds.data_source(spec.name, split=spec.splits[split],

@@ -18,13 +18,14 @@ def _frames(videos: jax.Array) -> jax.Array:
   return jnp.clip(videos.reshape(-1, *videos.shape[2:]) + 0.5, 0.0, 1.0)
 
 
-def psnr(videos: jax.Array, reconstructions: jax.Array) -> jax.Array:
-  """[B] mean per-frame PSNR in dB (peak 1 on the [0, 1] scale)."""
-  values = dm_pix.psnr(_frames(videos), _frames(reconstructions))
-  return values.reshape(videos.shape[:2]).mean(axis=1)
+def psnr(videos: jax.Array, reconstructions: jax.Array, per_frame: bool = False) -> jax.Array:
+  """[B] mean per-frame PSNR in dB (peak 1 on the [0, 1] scale); [B, T] if per_frame."""
+  values = dm_pix.psnr(_frames(videos), _frames(reconstructions)).reshape(videos.shape[:2])
+  return values if per_frame else values.mean(axis=1)
 
 
-def ssim(videos: jax.Array, reconstructions: jax.Array) -> jax.Array:
-  """[B] mean per-frame SSIM (11x11 Gaussian window, sigma 1.5)."""
+def ssim(videos: jax.Array, reconstructions: jax.Array, per_frame: bool = False) -> jax.Array:
+  """[B] mean per-frame SSIM (11x11 Gaussian window, sigma 1.5); [B, T] if per_frame."""
   values = dm_pix.ssim(_frames(videos), _frames(reconstructions), max_val=1.0)
-  return values.reshape(videos.shape[:2]).mean(axis=1)
+  values = values.reshape(videos.shape[:2])
+  return values if per_frame else values.mean(axis=1)

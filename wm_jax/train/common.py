@@ -113,6 +113,13 @@ def save_png(path: str, image: np.ndarray, scale: int = 2) -> None:
   Image.fromarray(image).resize((width * scale, height * scale), Image.NEAREST).save(path)
 
 
+def save_gif(path: str, frames: list[np.ndarray], scale: int = 2, fps: int = 8) -> None:
+  """uint8 images [H, W, 3], one per frame, as a looping GIF."""
+  images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST)
+            for f in frames]
+  images[0].save(path, save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
+
+
 class StepWindow:
   """A training loop's metrics since the last `flush`, kept on device until then, with the rate
   of examples per second. `add` waits for the previous step, so one step stays in flight while
