@@ -59,6 +59,55 @@ def rollout_workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
+def clip_workdir(tmp_path_factory):
+  """Pixel-CartPole rollouts for the video models: 120 episodes, so that the held-out 10%
+  ('test', wm_jax/data/video.py) has a dozen clips."""
+  from wm_jax.data.collect import collect_dataset
+  workdir = str(tmp_path_factory.mktemp('clips'))
+  config = small_config()
+  config.collect.num_episodes = 120
+  config.collect.max_steps = 24
+  config.collect.episodes_per_chunk = 40
+  collect_dataset(config, workdir)
+  return workdir
+
+
+def tiny_vqvae_config(workdir):
+  """A VQ-VAE on 8-frame 32x32 clips of the rollouts in `workdir`: 4x8x8 codes of 32."""
+  from experiments.configs import vqvae_moving_digits
+  config = vqvae_moving_digits.get_config()
+  config.data.name = 'world_models'
+  config.data.data_dir = workdir
+  config.data.num_frames = 8
+  config.data.resolution = 32
+  config.data.channels = 3
+  config.data.batch_size = 4
+  config.model.hidden = 16
+  config.model.residual_units = 8
+  config.model.num_res_layers = 1
+  config.model.num_codes = 32
+  config.model.code_dim = 8
+  config.model.downsample = (2, 4, 4)
+  config.model.attention = True
+  config.train.num_steps = 4
+  config.train.log_every = 2
+  config.train.eval_every = 2
+  config.train.checkpoint_every = 2
+  config.eval.num_clips = 8
+  config.eval.batch_size = 4
+  return config
+
+
+@pytest.fixture(scope='session')
+def vqvae_workdir(clip_workdir, tmp_path_factory):
+  """A VQ-VAE run of `tiny_vqvae_config` (4 steps)."""
+  from wm_jax.train import vqvae
+  workdir = str(tmp_path_factory.mktemp('vqvae'))
+  vqvae.train_and_evaluate(tiny_vqvae_config(clip_workdir), workdir)
+  return workdir
+
+
+@pytest.fixture(scope='session')
 def latent_workdir(rollout_workdir, tmp_path_factory):
   """A workdir with the small rollouts, a (briefly) trained V and the encoded latents."""
   from wm_jax.data.collect import rollouts_path

@@ -1,7 +1,6 @@
 """VideoGPT's sparse attention pattern and its two implementations."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

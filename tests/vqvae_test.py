@@ -13,31 +13,8 @@ import pytest
 
 from experiments.configs import vqvae_moving_digits
 from wm_jax.config import check_keys
+from conftest import tiny_vqvae_config as tiny_config
 from wm_jax.train import vqvae
-
-
-def tiny_config(workdir):
-  config = vqvae_moving_digits.get_config()
-  config.data.name = 'world_models'
-  config.data.data_dir = workdir
-  config.data.num_frames = 8
-  config.data.resolution = 32
-  config.data.channels = 3
-  config.data.batch_size = 4
-  config.model.hidden = 16
-  config.model.residual_units = 8
-  config.model.num_res_layers = 1
-  config.model.num_codes = 32
-  config.model.code_dim = 8
-  config.model.downsample = (2, 4, 4)
-  config.model.attention = True
-  config.train.num_steps = 4
-  config.train.log_every = 2
-  config.train.eval_every = 2
-  config.train.checkpoint_every = 2
-  config.eval.num_clips = 8
-  config.eval.batch_size = 4
-  return config
 
 
 def _params(workdir, config):
@@ -49,8 +26,8 @@ def _params(workdir, config):
   return restored['state']
 
 
-def test_trains_scores_and_resumes_where_a_straight_run_ends(rollout_workdir, tmp_path):
-  config = tiny_config(rollout_workdir)
+def test_trains_scores_and_resumes_where_a_straight_run_ends(clip_workdir, tmp_path):
+  config = tiny_config(clip_workdir)
   straight = str(tmp_path / 'straight')
   results = vqvae.train_and_evaluate(config, straight)
   assert results['step'] == 4 and results['num_clips'] == 8
@@ -75,15 +52,15 @@ def test_trains_scores_and_resumes_where_a_straight_run_ends(rollout_workdir, tm
                (b.params, b.codebook, b.batch_stats))
 
 
-def test_clips_of_the_wrong_shape_name_the_config_keys(rollout_workdir, tmp_path):
-  config = tiny_config(rollout_workdir)
+def test_clips_of_the_wrong_shape_name_the_config_keys(clip_workdir, tmp_path):
+  config = tiny_config(clip_workdir)
   config.data.channels = 1
   with pytest.raises(ValueError, match='data.channels'):
     vqvae.train_and_evaluate(config, str(tmp_path))
 
 
-def test_a_workdir_of_another_config_is_refused(rollout_workdir, tmp_path):
-  config = tiny_config(rollout_workdir)
+def test_a_workdir_of_another_config_is_refused(clip_workdir, tmp_path):
+  config = tiny_config(clip_workdir)
   config.train.num_steps = 2
   vqvae.train_and_evaluate(config, str(tmp_path))
   config.model.num_codes = 64
@@ -96,7 +73,7 @@ import sys
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from vqvae_test import tiny_config
+from conftest import tiny_vqvae_config as tiny_config
 from wm_jax.train import vqvae
 assert jax.device_count() == 2
 config = tiny_config(sys.argv[1])
@@ -106,18 +83,18 @@ vqvae.train_and_evaluate(config, sys.argv[2])
 '''
 
 
-def test_two_device_data_parallel_run_matches_one_device(rollout_workdir, tmp_path):
+def test_two_device_data_parallel_run_matches_one_device(clip_workdir, tmp_path):
   """`mesh.data=2` splits each batch over two (host) devices: the codebook's first-batch init and
   EMA counts and sums are over the whole batch, so one step gives the one-device codebook,
   BatchNorm statistics and parameters. (One step: later steps start from parameters that differ
   by rounding, which every later statistic inherits.)"""
-  config = tiny_config(rollout_workdir)
+  config = tiny_config(clip_workdir)
   config.train.num_steps = 1
   one = vqvae.train_and_evaluate(config, str(tmp_path / 'one'))
   tests_dir = os.path.dirname(os.path.abspath(__file__))
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
              PYTHONPATH=os.pathsep.join([tests_dir, os.path.dirname(tests_dir)]))
-  subprocess.run([sys.executable, '-c', _TWO_DEVICE_RUN, rollout_workdir, str(tmp_path / 'two')],
+  subprocess.run([sys.executable, '-c', _TWO_DEVICE_RUN, clip_workdir, str(tmp_path / 'two')],
                  env=env, check=True, timeout=600)
   with open(tmp_path / 'two' / 'results.json') as f:
     two = json.load(f)
@@ -133,8 +110,8 @@ def test_two_device_data_parallel_run_matches_one_device(rollout_workdir, tmp_pa
                a.params, b.params)
 
 
-def test_reconstruction_fvd_is_reported_when_asked(rollout_workdir, tmp_path):
-  config = tiny_config(rollout_workdir)
+def test_reconstruction_fvd_is_reported_when_asked(clip_workdir, tmp_path):
+  config = tiny_config(clip_workdir)
   config.data.num_frames = 10  # I3D needs >= 9 frames.
   config.train.num_steps = 1
   config.eval.fvd_trials = 2

@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   config.data.name = 'moving_digits'  # Any of wm_jax.data.video.SOURCES.
   config.data.data_dir = ''  # As in the VQ-VAE configs.
-  config.data.batch_size = 16  # Paper: 32.
+  config.data.batch_size = 8  # Paper: 32.
   # Actions through conditional LayerNorm: one-hot size of integer actions (or the size of
   # action vectors); 0 = unconditional on actions.
   config.data.action_dim = 0
@@ -49,7 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.learning_rate = 3e-4  # Adam, cosine decay to 0 over num_steps (authors' code).
   config.train.grad_clip = 1.0  # Global-norm clipping (authors' paper code); 0 = none.
-  config.train.num_steps = 2000
+  config.train.num_steps = 800
   config.train.log_every = 25
   config.train.eval_every = 250
   config.train.checkpoint_every = 250

@@ -21,6 +21,6 @@ def get_config():
   config.data.name = 'world_models'
   config.data.data_dir = 'runs/cartpole_video'
   config.data.channels = 3
-  config.train.num_steps = 2000
+  config.train.num_steps = 1200
   config.eval.num_clips = 128
   return config

@@ -192,7 +192,7 @@ def train_step(state: TrainState, vqvae_variables, batch: dict[str, jax.Array],
   dropout_rng = jax.random.fold_in(state.rng, state.step)
   grad_fn = jax.grad(prior.loss, has_aux=True)
   grads, metrics = grad_fn(state.params, vqvae_variables, batch, True, dropout_rng)
-  metrics['grad_norm'] = optax.global_norm(grads)
+  metrics['grad_norm'] = optax.tree.norm(grads)
   return state.apply_gradients(grads=grads), metrics
 
 

@@ -1,0 +1,33 @@
+"""VideoGPT as an action-conditioned world model of pixel CartPole, sized for a 2-core CPU.
+
+The prior models the 4x16x16 codes of the VQ-VAE of experiments/configs/vqvae_cartpole.py,
+each latent step (4 frames) conditioned through conditional LayerNorm on the one-hot actions
+that led to its frames. Prediction keeps the codes of the first 8 frames (the context) and
+samples the rest given the clip's actions; the predicted frames are scored against the true
+ones 1, 4 and 8 frames after the context, beside repeating the last context frame.
+
+  python -m experiments.world_models --workdir=runs/cartpole_video --stage=collect \
+      --config.collect.num_episodes=5000
+  python -m experiments.train_vqvae --config=experiments/configs/vqvae_cartpole.py \
+      --workdir=runs/vqvae_cartpole
+  python -m experiments.train_videogpt --config=experiments/configs/videogpt_cartpole.py \
+      --workdir=runs/videogpt_cartpole
+
+The context reaches the prior as its own codes (the prefix); `model.cond_frames=8` adds the
+paper's cross-attention to a 3D ResNet over the context frames, at about twice the cost here.
+"""
+
+from experiments.configs import videogpt_moving_digits
+
+
+def get_config():
+  config = videogpt_moving_digits.get_config()
+  config.vqvae.workdir = 'runs/vqvae_cartpole'
+  config.data.name = 'world_models'
+  config.data.data_dir = 'runs/cartpole_video'
+  config.data.action_dim = 2  # CartPole: push left / right, one-hot.
+  config.eval.fvd_trials = 0
+  config.samples.num_videos = 8
+  config.predict.context_frames = 8
+  config.predict.num_clips = 64
+  return config

@@ -1,0 +1,120 @@
+"""The prior's trainer: an action- and frame-conditioned world model over a tiny VQ-VAE."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import tiny_vqvae_config
+from experiments.configs import videogpt_moving_digits
+from wm_jax.config import check_keys
+from wm_jax.train import videogpt
+
+
+def tiny_config(vqvae_workdir, clip_workdir):
+  config = videogpt_moving_digits.get_config()
+  config.vqvae.workdir = vqvae_workdir
+  config.data.name = 'world_models'
+  config.data.data_dir = clip_workdir
+  config.data.batch_size = 4
+  config.data.action_dim = 2  # CartPole's two actions, one-hot.
+  config.model.width = 24
+  config.model.num_heads = 2
+  config.model.num_layers = 1
+  config.model.cond_frames = 2
+  config.model.resnet_blocks = (1, 1, 1, 1)
+  config.model.resnet_widths = (8, 8, 8, 12)
+  config.model.resnet_stem = 8
+  config.train.num_steps = 4
+  config.train.learning_rate = 3e-3
+  config.train.log_every = 2
+  config.train.eval_every = 2
+  config.train.checkpoint_every = 2
+  config.eval.num_clips = 8
+  config.eval.batch_size = 4
+  config.eval.fvd_trials = 0
+  config.samples.num_videos = 4
+  config.predict.context_frames = 4  # Two of the four latent steps (2 frames each).
+  config.predict.horizons = (1, 4)
+  config.predict.num_clips = 4
+  return config
+
+
+def _params(workdir):
+  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+      state=ocp.args.StandardRestore()))
+  return restored['state']['params']
+
+
+def test_config_keys_are_known(vqvae_workdir, clip_workdir):
+  check_keys(tiny_config(vqvae_workdir, clip_workdir), videogpt_moving_digits.get_config())
+
+
+def test_trains_predicts_and_resumes_where_a_straight_run_ends(vqvae_workdir, clip_workdir,
+                                                              tmp_path, monkeypatch):
+  config = tiny_config(vqvae_workdir, clip_workdir)
+  straight = str(tmp_path / 'straight')
+  results = videogpt.train_and_evaluate(config, straight)
+  assert results['step'] == 4 and results['eval_clips'] == 8 and results['vqvae_step'] == 4
+  assert 0 < results['bits_per_dim'] < np.log2(32) + 0.5  # 32 codes: ~5 bits untrained.
+  horizon = results['prediction']['horizon_4']
+  for name in ('prediction', 'copy_last', 'reconstruction'):
+    assert np.isfinite(horizon[f'{name}_psnr']) and -1 <= horizon[f'{name}_ssim'] <= 1
+  assert set(results['prediction']) == {'horizon_1', 'horizon_4'}
+  with open(os.path.join(straight, 'results.json')) as f:
+    assert json.load(f) == results
+  for name in ('samples.gif', 'samples.png', 'predictions.gif', 'predictions.png'):
+    assert os.path.exists(os.path.join(straight, name))
+  rows = [json.loads(line) for line in open(os.path.join(straight, 'metrics.jsonl'))]
+  assert {'train/bits_per_dim', 'train/tokens_per_s', 'train/grad_norm'} <= set(rows[0])
+  assert sum('eval/bits_per_dim' in row for row in rows) == 2
+
+  # A run killed right after its step-2 checkpoint, then started again, ends as the straight run.
+  save = videogpt.common.save
+
+  def save_then_die(manager, step, state, iterator):
+    save(manager, step, state, iterator)
+    if step == 2:
+      manager.wait_until_finished()
+      raise KeyboardInterrupt
+
+  interrupted = str(tmp_path / 'interrupted')
+  monkeypatch.setattr(videogpt.common, 'save', save_then_die)
+  with pytest.raises(KeyboardInterrupt):
+    videogpt.train_and_evaluate(config, interrupted)
+  monkeypatch.setattr(videogpt.common, 'save', save)
+  resumed = videogpt.train_and_evaluate(config, interrupted)
+  assert resumed == {**results, 'sampling_seconds': resumed['sampling_seconds']}
+  jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(interrupted))
+
+
+def test_actions_are_the_ones_that_led_to_each_latent_steps_frames():
+  actions = np.array([[1, 0, 1, 1]])
+  c = np.asarray(videogpt.action_condition(actions, 2, 2))
+  # Frames 0, 1 follow (nothing, action 1); frames 2, 3 follow actions 0, 1.
+  np.testing.assert_array_equal(c, [[[0, 0, 0, 1], [1, 0, 0, 1]]])
+  with pytest.raises(ValueError, match='data.action_dim'):
+    videogpt.action_condition(np.zeros((1, 4, 3), np.float32), 2, 2)
+
+
+def test_bad_settings_are_named(vqvae_workdir, clip_workdir, tmp_path):
+  config = tiny_config(vqvae_workdir, clip_workdir)
+  config.vqvae.workdir = str(tmp_path / 'none')
+  with pytest.raises(FileNotFoundError, match='vqvae.workdir'):
+    videogpt.train_and_evaluate(config, str(tmp_path / 'a'))
+  config = tiny_config(vqvae_workdir, clip_workdir)
+  prior = videogpt.Prior(config, videogpt.FrozenVQVAE(vqvae_workdir))
+  with pytest.raises(ValueError, match='data.action_dim'):  # Clips without actions.
+    prior.conditions({'video': np.zeros((2, 8, 32, 32, 3), np.uint8)})
+  config = tiny_config(vqvae_workdir, clip_workdir)
+  config.predict.context_frames = 3
+  config.train.num_steps = 1
+  with pytest.raises(ValueError, match='predict.context_frames'):
+    videogpt.train_and_evaluate(config, str(tmp_path / 'c'))
+  # The VQ-VAE's clip shape is the prior's: the trainer reads it from the VQ-VAE run.
+  assert videogpt.FrozenVQVAE(vqvae_workdir).video_shape == (8, 32, 32, 3)
+  assert tiny_vqvae_config(clip_workdir).model.downsample == (2, 4, 4)
