@@ -1,6 +1,7 @@
 """VideoGPT's sparse attention pattern and its two implementations."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -71,11 +72,12 @@ def test_block_sparse_work_grows_with_the_attended_keys():
   assert valid.all(1).any() and scores < 0.1 * length * length
 
 
-def test_dropout_path_matches_the_fused_path_when_it_keeps_everything():
-  q, k, v = _qkv(256)
-  fused = sparse_attention.causal_attention(q, k, v, (4, 8, 8))
-  explicit = sparse_attention.causal_attention(q, k, v, (4, 8, 8), dropout=lambda p: p)
-  np.testing.assert_allclose(fused, explicit, atol=2e-5)
+@pytest.mark.parametrize('pattern', ['sparse', 'dense'])
+def test_the_samplers_mask_rows_are_the_token_masks_rows(pattern):
+  mask = sparse_attention.token_mask((4, 16, 16), pattern)
+  for index in (0, 31, 32, 300, 1023):
+    row = sparse_attention.mask_row((4, 16, 16), pattern, jnp.int32(index))
+    np.testing.assert_array_equal(row, mask[index])
 
 
 def test_bad_arguments_name_the_config_keys():

@@ -13,7 +13,9 @@ ones 1, 4 and 8 frames after the context, beside repeating the last context fram
   python -m experiments.train_videogpt --config=experiments/configs/videogpt_cartpole.py \
       --workdir=runs/videogpt_cartpole
 
-The context reaches the prior as its own codes (the prefix); `model.cond_frames=8` adds the
+Predictions are greedy (the most likely code at each position), the usual choice when frames
+are scored against one true future; `--config.predict.top_k=0` samples instead. The context
+reaches the prior as its own codes (the prefix); `model.cond_frames=8` adds the
 paper's cross-attention to a 3D ResNet over the context frames, at about twice the cost here.
 """
 
@@ -30,4 +32,5 @@ def get_config():
   config.samples.num_videos = 8
   config.predict.context_frames = 8
   config.predict.num_clips = 64
+  config.predict.top_k = 1  # Greedy: the most likely future (--config.predict.top_k=0 samples).
   return config

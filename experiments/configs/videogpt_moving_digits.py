@@ -73,4 +73,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.predict.context_frames = 0
   config.predict.horizons = (1, 4, 8)
   config.predict.num_clips = 64
+  config.predict.temperature = 1.0
+  config.predict.top_k = 0  # 1 = the most likely code at every position (greedy).
   return config

@@ -14,7 +14,7 @@ consecutive raster-order tokens:
 
 Two implementations give the same numbers (tests/sparse_attention_test.py):
 - 'masked': every query scores all L keys and the mask removes the invisible ones (L^2 work;
-  what the authors' sampler does, and the path the KV-cached sampler uses);
+  what the authors' sampler does, and what the KV-cached sampler does with one `mask_row`);
 - 'block_sparse': each query block gathers only its visible key blocks (at most `max_visible`
   per row) and attends within them, so the work grows with the attended positions:
   L * max_visible * block_size scores instead of L^2.
@@ -104,8 +104,6 @@ def masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array |
   """softmax(q k^T / sqrt(d) where mask) v for q [B, Q, h, d], k [B, K, h, d], v [B, K, h, dv],
   mask (None: all keys) broadcastable to [B, h, Q, K]; `dropout` acts on the probabilities.
   Every query must see at least one key."""
-  if dropout is None and k.shape[-1] == v.shape[-1]:  # cuDNN's fused kernel where it applies.
-    return jax.nn.dot_product_attention(q, k, v, mask=mask)
   scores = jnp.einsum('bqhd,bkhd->bhqk', q, k) / np.sqrt(q.shape[-1]).astype(q.dtype)
   if mask is not None:
     scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
@@ -113,6 +111,19 @@ def masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array |
   if dropout is not None:
     probs = dropout(probs)
   return jnp.einsum('bhqk,bkhd->bqhd', probs, v)
+
+
+def mask_row(latent_shape: tuple[int, ...], pattern: str, index: jax.Array, block_size: int = 32,
+             num_local_blocks: int = 4) -> jax.Array:
+  """Row `index` of `token_mask` [L], built from the block layout on device (the sampler's
+  mask for one position, without an [L, L] constant)."""
+  check_pattern(pattern)
+  positions = jnp.arange(math.prod(latent_shape))
+  causal = positions <= index
+  if pattern == 'dense':
+    return causal
+  layout = jnp.asarray(block_layout(latent_shape, block_size, num_local_blocks))
+  return jnp.repeat(layout[index // block_size], block_size) & causal
 
 
 def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, latent_shape: Sequence[int], *,
@@ -147,6 +158,7 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, latent_shape: Seq
   query_pos = np.arange(n * block_size).reshape(n, block_size)
   mask = (np.repeat(valid, block_size, axis=1)[:, None, :]
           & (key_pos[:, None, :] <= query_pos[:, :, None]))  # [n, block, m * block]
+  mask = jnp.broadcast_to(jnp.asarray(mask)[None, :, None], (batch, n, 1, *mask.shape[1:]))
   out = masked_attention(blocks(q).reshape(batch * n, block_size, *q.shape[2:]), gather(k),
-                         gather(v), jnp.asarray(np.tile(mask[:, None], (batch, 1, 1, 1))), dropout)
+                         gather(v), mask.reshape(batch * n, 1, *mask.shape[3:]), dropout)
   return out.reshape(batch, length, heads, v.shape[-1])

@@ -32,7 +32,6 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from wm_jax.models import sparse_attention
 from wm_jax.models.frame_encoder import FrameEncoder
@@ -99,10 +98,6 @@ class Attention(nn.Module):
       return lambda probs: self.attention_dropout(probs, deterministic=False)
     return None
 
-  def _mask(self) -> np.ndarray:
-    return sparse_attention.token_mask(tuple(self.latent_shape), self.pattern, self.block_size,
-                                       self.num_local_blocks)
-
   def __call__(self, x: jax.Array, context: jax.Array | None = None,
                train: bool = False) -> jax.Array:
     """x [B, L, width] (context [B, S, context_dim] for cross-attention) -> [B, L, width]."""
@@ -136,8 +131,9 @@ class Attention(nn.Module):
                                                         None)), cache
     cache = {name: jax.lax.dynamic_update_slice_in_dim(cache[name], projection(x), index, axis=1)
              for name, projection in (('key', self.key), ('value', self.value))}
-    mask_row = jnp.asarray(self._mask())[index]  # [L]
-    out = sparse_attention.masked_attention(q, cache['key'], cache['value'], mask_row)
+    row = sparse_attention.mask_row(tuple(self.latent_shape), self.pattern, index,
+                                    self.block_size, self.num_local_blocks)
+    out = sparse_attention.masked_attention(q, cache['key'], cache['value'], row)
     return self.out(out), cache
 
 
@@ -240,7 +236,7 @@ class VideoGPT(nn.Module):
     self.final_norm = ConditionalLayerNorm(self.condition_dim > 0)
     self.output_proj = nn.Dense(self.num_codes, use_bias=False, kernel_init=nn.initializers.zeros)
 
-  def _check_conditions(self, batch: int, c: jax.Array | None, frames: jax.Array | None) -> None:
+  def _check_condition(self, batch: int, c: jax.Array | None) -> None:
     if self.condition_dim and (c is None or c.shape[0] != batch or c.ndim not in (2, 3)
                                or c.shape[-1] != self.condition_dim
                                or (c.ndim == 3 and c.shape[1] != self.latent_shape[0])):
@@ -250,6 +246,8 @@ class VideoGPT(nn.Module):
           f'{self.condition_dim}], got {None if c is None else c.shape}.')
     if not self.condition_dim and c is not None:
       raise ValueError('Got a conditioning vector c, but model.condition_dim is 0.')
+
+  def _check_frames(self, batch: int, frames: jax.Array | None) -> None:
     if self.frame_encoder is not None and (frames is None or frames.shape[0] != batch):
       raise ValueError(f'The prior is conditioned on frames: pass frames [{batch}, N, H, W, C], '
                        f'got {None if frames is None else frames.shape}.')
@@ -272,7 +270,8 @@ class VideoGPT(nn.Module):
       raise ValueError(f'The prior expects code vectors [B, {", ".join(map(str, self.latent_shape))}'
                        f', E] (model.latent_shape), got shape {embeddings.shape}.')
     batch = embeddings.shape[0]
-    self._check_conditions(batch, c, frames)
+    self._check_condition(batch, c)
+    self._check_frames(batch, frames)
     x = self.input_proj(embeddings.reshape(batch, -1, embeddings.shape[-1]))
     x = jnp.concatenate([jnp.broadcast_to(self.start, (batch, 1, self.width)), x[:, :-1]], axis=1)
     x = x + self.positions().reshape(-1, self.width)
@@ -286,8 +285,7 @@ class VideoGPT(nn.Module):
   def init_cache(self, batch_size: int, frames: jax.Array | None = None) -> list[dict]:
     """The key/value caches `decode` reads and updates, one per block; the conditioning frames
     are encoded once here."""
-    self._check_conditions(batch_size, None if not self.condition_dim else
-                           jnp.zeros((batch_size, self.condition_dim)), frames)
+    self._check_frames(batch_size, frames)
     context = self.frame_encoder(frames) if self.frame_encoder else None
     return [block.init_cache(batch_size, context) for block in self.blocks]
 
@@ -297,6 +295,7 @@ class VideoGPT(nn.Module):
     vector [B, E] of the code at index - 1 (ignored at index 0, where the start vector stands)
     and the cache of the positions before `index`. c as in __call__."""
     batch = previous.shape[0]
+    self._check_condition(batch, c)
     x = jnp.where(index == 0, self.start, self.input_proj(previous))[:, None]
     x = x + jax.lax.dynamic_index_in_dim(self.positions().reshape(-1, self.width), index, 0)
     if c is not None and c.ndim == 3:

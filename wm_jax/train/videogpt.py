@@ -7,8 +7,8 @@
   encoded to codes on device, and the prior is fitted by teacher-forced cross-entropy over all
   L = T'H'W' codes (Adam, cosine decay to 0, gradient clipping), the batch placed with a
   NamedSharding over the mesh's 'data' axis;
-- every `train.eval_every` steps: bits per latent dimension (the cross-entropy in bits, the
-  paper's bits/dim) on the first `eval.num_clips` test clips;
+- every `train.eval_every` steps: bits/dim, the test cross-entropy in bits per latent code, on
+  the first `eval.num_clips` test clips;
 - at the end: `samples.num_videos` sampled videos (samples.gif, samples.png; conditioned on test
   clips when the prior is conditional), their FVD against test clips when `eval.fvd_trials` > 0,
   and, with `predict.context_frames` > 0, future frames predicted from context frames and the
@@ -47,8 +47,8 @@ from wm_jax.train import common
 from wm_jax.train import vqvae as vqvae_lib
 
 # Keys that may change between a run and its resumption without changing what it trains.
-RESUMABLE_KEYS = ('train.log_every', 'train.eval_every', 'train.checkpoint_every')
-SECTIONS_NOT_TRAINED = ('eval', 'samples', 'predict')
+RESUMABLE_KEYS = ('train.log_every', 'train.eval_every', 'train.checkpoint_every',
+                  'model.attention_impl')  # Both implementations give the same numbers.
 
 
 class TrainState(train_state.TrainState):
@@ -226,14 +226,22 @@ def bits_per_dim(prior: Prior, params, batches) -> float:
 def generate(prior: Prior, params, vqvae_variables, batch: dict[str, jax.Array], key: jax.Array,
              prefix_steps: int = 0, temperature: float = 1.0, top_k: int = 0) -> jax.Array:
   """Videos [B, T, H, W, C] in [-0.5, 0.5] sampled by the prior (conditioned on the batch's
-  actions and frames where it is conditional), the first `prefix_steps` latent steps kept at
-  the batch's own codes; decoded by the VQ-VAE."""
+  actions and frames where it is conditional); decoded by the VQ-VAE.
+
+  With `prefix_steps` > 0 the first prefix_steps latent steps are the codes of the context (the
+  first prefix_steps * frames_per_step frames) and only the rest is drawn. The encoder is not
+  causal in time (its convolutions and attention span neighbouring frames), so the context is
+  encoded with the frames after it replaced by its last frame: no code reads a future frame.
+  """
   vqvae = prior.vqvae.model
   c, frames = prior.conditions(batch)
-  batch_size = batch['video'].shape[0]
+  videos = batch['video']
+  batch_size = videos.shape[0]
   prefix = None
   if prefix_steps:
-    codes = encode(vqvae, vqvae_variables, batch['video'])
+    context = prefix_steps * prior.frames_per_step
+    held = jnp.repeat(videos[:, context - 1:context], videos.shape[1] - context, axis=1)
+    codes = encode(vqvae, vqvae_variables, jnp.concatenate([videos[:, :context], held], axis=1))
     prefix = codes[:, :prefix_steps].reshape(batch_size, -1)
   codes = sample_codes(prior.model, params, codebook_vectors(vqvae_variables), key, batch_size,
                        c, frames, prefix, temperature, top_k)
@@ -321,6 +329,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   t = config.train
   vqvae = FrozenVQVAE(config.vqvae.workdir)
   prior = Prior(config, vqvae)
+  check_settings(config, prior)
   mesh = common.make_mesh(config.mesh.data)
   batch_sharding = common.data_sharding(mesh, config.data.batch_size)
   iterator = iter(_clips(config, vqvae, 'train', config.data.batch_size))
@@ -368,45 +377,65 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   results: dict[str, Any] = {'step': int(state.step), 'bits_per_dim': test_bits,
                              'eval_clips': eval_count * config.eval.batch_size,
                              'vqvae_step': vqvae.step}
-  results.update(_sample_and_score(config, prior, state.params, workdir, log))
+  results.update(_sample_and_score(config, prior, state.params, workdir, log, int(state.step)))
   log.close()
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump(results, f, indent=2)
   return results
 
 
-def _sample_and_score(config, prior: Prior, params, workdir: str, log) -> dict[str, Any]:
-  """Samples (FVD against test clips) and, for world models, scored predictions."""
+def check_settings(config: ml_collections.ConfigDict, prior: Prior) -> None:
+  """Raises a ValueError naming the key of a sampling or prediction setting that cannot work, so
+  that it fails before training rather than after."""
+  s, p, e = config.samples, config.predict, config.eval
+  if e.fvd_trials and not 2 <= e.fvd_videos <= s.num_videos:
+    raise ValueError(f'eval.fvd_videos={e.fvd_videos} must lie in [2, samples.num_videos='
+                     f'{s.num_videos}]: FVD compares that many samples with as many test clips.')
+  if p.context_frames:
+    frames = prior.vqvae.video_shape[0]
+    if p.context_frames % prior.frames_per_step or p.context_frames < prior.cond_frames:
+      raise ValueError(f'predict.context_frames={p.context_frames} must be a multiple of the '
+                       f'{prior.frames_per_step} frames per latent step and >= model.cond_frames='
+                       f'{prior.cond_frames}.')
+    if not p.horizons or p.context_frames + max(p.horizons) > frames or min(p.horizons) < 1:
+      raise ValueError(f'predict.horizons={tuple(p.horizons)} must lie in [1, '
+                       f'{frames - p.context_frames}]: the clip has {frames} frames, '
+                       f'{p.context_frames} of them context.')
+    if p.num_clips < e.batch_size:
+      raise ValueError(f'predict.num_clips={p.num_clips} must be at least eval.batch_size='
+                       f'{e.batch_size}.')
+
+
+def _sample_and_score(config, prior: Prior, params, workdir: str, log,
+                      step: int) -> dict[str, Any]:
+  """Samples (FVD against test clips) and, for world models, scored predictions.
+  'sampling_seconds' includes compiling the sampler."""
   s, p, e = config.samples, config.predict, config.eval
   vqvae, results = prior.vqvae, {}
-  key = jax.random.PRNGKey(config.seed + 1)
+  sample_key, predict_key = jax.random.split(jax.random.PRNGKey(config.seed + 1))
   if s.num_videos:
     batches = _first(_clips(config, vqvae, 'test', e.batch_size), -(-s.num_videos // e.batch_size))
     start = time.perf_counter()
-    samples = sample_videos(prior, params, batches, key, 0, s.temperature, s.top_k)[:s.num_videos]
+    samples = sample_videos(prior, params, batches, sample_key, 0, s.temperature,
+                            s.top_k)[:s.num_videos]
     results['sampling_seconds'] = round(time.perf_counter() - start, 1)
     real = np.concatenate([b['video'] for b in batches])[:s.num_videos]
     strip = _save_videos(workdir, 'samples', [samples[:8]])
-    log.image('samples', strip, 0)
+    log.image('samples', strip, step)
     if e.fvd_trials:
       results.update({f'sample_{k}': v for k, v in vqvae_lib.reconstruction_fvd(
           real, samples, e.fvd_trials, e.fvd_videos, config.seed).items()})
   if p.context_frames:
-    frames_per_step = prior.frames_per_step
-    if p.context_frames % frames_per_step or p.context_frames < prior.cond_frames:
-      raise ValueError(f'predict.context_frames={p.context_frames} must be a multiple of the '
-                       f'{frames_per_step} frames per latent step and >= model.cond_frames='
-                       f'{prior.cond_frames}.')
-    horizons = tuple(h for h in p.horizons if p.context_frames + h <= vqvae.video_shape[0])
     batches = _first(_clips(config, vqvae, 'test', e.batch_size), p.num_clips // e.batch_size)
-    predicted = sample_videos(prior, params, batches, key, p.context_frames // frames_per_step,
-                              s.temperature, s.top_k)
+    predicted = sample_videos(prior, params, batches, predict_key,
+                              p.context_frames // prior.frames_per_step, p.temperature, p.top_k)
     truth = np.concatenate([b['video'] for b in batches])
     reconstructed = np.concatenate([jax.device_get(vqvae_lib.reconstruct(
         vqvae.model.apply, vqvae.variables, b['video'])['reconstructions']) for b in batches])
     reconstructed = np.round((reconstructed + 0.5) * 255).astype(np.uint8)
     results['prediction'] = prediction_scores(truth, predicted, reconstructed, p.context_frames,
-                                              horizons)
+                                              p.horizons)
     results['prediction_clips'] = len(truth)
-    _save_videos(workdir, 'predictions', [truth[:4], predicted[:4]])
+    strip = _save_videos(workdir, 'predictions', [truth[:4], predicted[:4]])
+    log.image('truth_over_predictions', strip, step)
   return results
