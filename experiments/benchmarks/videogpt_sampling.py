@@ -28,7 +28,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments.benchmarks.common import measured_matmul_flops, report
-from wm_jax.models.video_gpt import VideoGPT, sample_codes
+from wm_jax.models.video_gpt import sample_codes
+from wm_jax.train import videogpt
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs',
@@ -54,11 +55,9 @@ def main(argv):
   m = config.model
   latent = tuple(int(n) for n in _LATENT.value)
   length, batch = math.prod(latent), config.data.batch_size
-  model = VideoGPT(latent, _NUM_CODES.value, width=m.width, num_heads=m.num_heads,
-                   num_layers=m.num_layers, mlp_ratio=m.mlp_ratio, dropout=m.dropout,
-                   attention_dropout=m.attention_dropout, attention=m.attention,
-                   attention_impl=m.attention_impl, block_size=m.block_size,
-                   num_local_blocks=m.num_local_blocks, position_embedding=m.position_embedding)
+  if m.cond_frames:
+    raise app.UsageError('The benchmark times the unconditioned prior: set model.cond_frames=0.')
+  model = videogpt.make_model(config, latent, _NUM_CODES.value)
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
   codebook = jax.random.normal(keys[0], (_NUM_CODES.value, _CODE_DIM.value))
   codes = jax.random.randint(keys[1], (batch, *latent), 0, _NUM_CODES.value)

@@ -2,7 +2,7 @@
 action-conditioned world model (experiments/configs/videogpt_cartpole.py).
 
 The rollouts come from the World Models collect stage; 5,000 random-policy episodes give
-~2,500 episodes of at least 16 frames (random CartPole episodes last ~19 steps):
+2,359 episodes of at least 16 frames (random CartPole episodes last ~19 steps):
 
   python -m experiments.world_models --workdir=runs/cartpole_video --stage=collect \
       --config.collect.num_episodes=5000

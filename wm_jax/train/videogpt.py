@@ -121,6 +121,21 @@ def action_condition(actions: jax.Array, action_dim: int, frames_per_step: int) 
   return vectors.reshape(batch, frames // frames_per_step, frames_per_step * action_dim)
 
 
+def make_model(config: ml_collections.ConfigDict, latent_shape, num_codes: int,
+               condition_dim: int = 0) -> VideoGPT:
+  """The VideoGPT module of `config.model` over a latent grid of `num_codes` codes (with a
+  frame encoder when model.cond_frames > 0)."""
+  m = config.model
+  encoder = FrameEncoder(tuple(m.resnet_blocks), tuple(m.resnet_widths),
+                         m.resnet_stem) if m.cond_frames else None
+  return VideoGPT(tuple(latent_shape), num_codes, width=m.width, num_heads=m.num_heads,
+                  num_layers=m.num_layers, mlp_ratio=m.mlp_ratio, dropout=m.dropout,
+                  attention_dropout=m.attention_dropout, attention=m.attention,
+                  attention_impl=m.attention_impl, block_size=m.block_size,
+                  num_local_blocks=m.num_local_blocks, position_embedding=m.position_embedding,
+                  condition_dim=condition_dim, frame_encoder=encoder)
+
+
 class Prior:
   """The prior of a config over a frozen VQ-VAE: the module and how a batch conditions it."""
 
@@ -132,15 +147,8 @@ class Prior:
     if not 0 <= self.cond_frames <= vqvae.video_shape[0]:
       raise ValueError(f'model.cond_frames={self.cond_frames} must lie in [0, '
                        f'{vqvae.video_shape[0]}] (the clip length).')
-    encoder = FrameEncoder(tuple(m.resnet_blocks), tuple(m.resnet_widths),
-                           m.resnet_stem) if self.cond_frames else None
-    self.model = VideoGPT(
-        vqvae.latent_shape, vqvae.num_codes, width=m.width, num_heads=m.num_heads,
-        num_layers=m.num_layers, mlp_ratio=m.mlp_ratio, dropout=m.dropout,
-        attention_dropout=m.attention_dropout, attention=m.attention,
-        attention_impl=m.attention_impl, block_size=m.block_size,
-        num_local_blocks=m.num_local_blocks, position_embedding=m.position_embedding,
-        condition_dim=self.frames_per_step * self.action_dim, frame_encoder=encoder)
+    self.model = make_model(config, vqvae.latent_shape, vqvae.num_codes,
+                            self.frames_per_step * self.action_dim)
 
   def conditions(self, batch: dict[str, jax.Array]) -> tuple[jax.Array | None, jax.Array | None]:
     """(c, frames) of a batch {'video' uint8, 'actions'?}: the action vectors per latent step
