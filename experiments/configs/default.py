@@ -17,12 +17,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.mesh = ml_collections.ConfigDict({'data': 1})
 
   config.env = ml_collections.ConfigDict()
-  config.env.name = 'CartPole-v1'  # Any of wm_jax.envs.pixels.PIXEL_ENVS.
+  config.env.name = 'CartPole-v1'  # Any of wm_jax.envs.pixels.PIXEL_ENVS or HOST_ENVS.
+  # Processes stepping a host game (DoomTakeCover, CarRacing-v3); 0: one per CPU core.
+  config.env.num_workers = 0
 
   config.collect = ml_collections.ConfigDict()
   config.collect.num_episodes = 1000  # Paper: 10,000.
   config.collect.max_steps = 500  # CartPole-v1's time limit.
   config.collect.max_action_repeat = 3  # A random action is held for 1..k frames (Doom: 10).
+  config.collect.min_steps = 1  # Shorter episodes are dropped (host games; paper, Doom: 100).
   config.collect.episodes_per_chunk = 32  # Episodes per jitted collection call (memory).
 
   config.vae = ml_collections.ConfigDict()
@@ -46,6 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.mdn = ml_collections.ConfigDict()
   config.mdn.hidden_size = 256  # Paper: 256 (CarRacing), 512 (Doom).
   config.mdn.num_mixtures = 5
+  # How M reads a discrete action: 'one_hot', or 'centered' (one input, the index minus the
+  # middle one: Doom's left / no-op / right = -1 / 0 / 1, the paper's single action input).
+  config.mdn.action_input = 'one_hot'
   config.mdn.predict_done = True  # CartPole episodes end by termination (Doom: True).
   config.mdn.predict_reward = False  # +1 per step alive: no reward head needed.
   config.mdn.done_weight = 10.0  # Paper (Doom): the done BCE weighted 10x.
@@ -63,6 +69,10 @@ def get_config() -> ml_collections.ConfigDict:
   # weight decay).
   config.controller = ml_collections.ConfigDict()
   config.controller.population_size = 64
+  # C's outputs -> actions: 'gymnax' (argmax for Discrete, tanh to the bounds for Box), 'doom'
+  # (one output, no bias, tanh split in thirds) or 'carracing' (tanh; gas (a1 + 1) / 2, brake
+  # clip(a2, 0, 1)): wm_jax.models.controller.
+  config.controller.action_map = 'gymnax'
   config.controller.num_rollouts = 16  # Dream episodes per candidate per generation.
   config.controller.sigma_init = 0.1
   config.controller.weight_decay = 0.01  # Fitness = mean return - 0.01 * |params|^2.

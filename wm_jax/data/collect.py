@@ -1,4 +1,5 @@
-"""Random-policy rollouts of a gymnax environment, collected entirely inside jit.
+"""Random-policy rollouts: of a gymnax environment entirely inside jit, or of a host game
+(DoomTakeCover, CarRacing-v3) in parallel worker processes.
 
 The policy is the paper's: a uniformly random action, held for a uniformly random 1..k frames.
 One call collects a chunk of episodes: vmapped over episodes, a `lax.while_loop` over time that
@@ -9,12 +10,18 @@ Per step t of an episode of length T (t < T): `frames[t]` is the observation the
 taken from, `actions[t]`, `rewards[t]`, `dones[t]` (the episode ended after this step, by
 termination or time limit) and `terminals[t]` (it ended by termination: what M's done head
 predicts).
+
+Host games (`wm_jax.envs.games`) run the same policy in `env.num_workers` processes, one
+episode per task, in a fixed seed order (the dataset does not depend on the worker count);
+episodes shorter than `collect.min_steps` are dropped (the paper's Doom data: under 100 frames)
+until `collect.num_episodes` are kept.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import multiprocessing
 import os
 import time
 from typing import Iterator
@@ -27,7 +34,8 @@ from flax import struct
 
 from wm_jax.config import check_same, fingerprint
 from wm_jax.data.episodes import is_complete, read_metadata, write_episodes
-from wm_jax.envs.pixels import make_pixel_env
+from wm_jax.envs import games
+from wm_jax.envs.pixels import HOST_ENVS, make_pixel_env
 
 
 @struct.dataclass
@@ -122,25 +130,68 @@ def collect_dataset(config, workdir: str) -> str:
     raise ValueError('collect.num_episodes and collect.episodes_per_chunk must be >= 1, got '
                      f'{c.num_episodes} and {c.episodes_per_chunk}.')
   env, env_params = make_pixel_env(config.env.name)
-  collect = make_collect(env, env_params, c.max_steps, c.max_action_repeat)
-  key = jax.random.fold_in(jax.random.key(config.seed), 0)
-  action = jax.eval_shape(lambda k: env.action_space(env_params).sample(k), key)
+  action = jax.eval_shape(lambda k: env.action_space(env_params).sample(k), jax.random.key(0))
   spec = {'frames': ((64, 64, 3), np.uint8), 'actions': (action.shape, action.dtype),
           'rewards': ((), np.float32), 'dones': ((), np.bool_), 'terminals': ((), np.bool_)}
-
-  def episodes():
-    progress = tqdm.tqdm(total=c.num_episodes, desc=f'collect {config.env.name}', unit='episode')
-    frames, start = 0, time.perf_counter()
-    for chunk, first in enumerate(range(0, c.num_episodes, c.episodes_per_chunk)):
-      size = min(c.episodes_per_chunk, c.num_episodes - first)
-      # The last chunk is collected at full size (one compiled shape) and cut.
-      rollouts = collect(jax.random.fold_in(key, chunk), c.episodes_per_chunk)
-      for episode in itertools.islice(rollouts.episodes(), size):
-        frames += len(episode['frames'])
-        yield episode
-      progress.update(size)
-      progress.set_postfix(frames=frames, frames_per_s=f'{frames / (time.perf_counter() - start):.0f}')
-    progress.close()
-
-  write_episodes(path, spec, episodes(), meta)
+  progress = tqdm.tqdm(total=c.num_episodes, desc=f'collect {config.env.name}', unit='episode')
+  source = host_episodes if config.env.name in HOST_ENVS else gymnax_episodes
+  write_episodes(path, spec, _with_progress(source(config, env, env_params), progress), meta)
+  progress.close()
   return path
+
+
+def _with_progress(episodes: Iterator[dict[str, np.ndarray]], progress: tqdm.tqdm):
+  frames, start = 0, time.perf_counter()
+  for episode in episodes:
+    frames += len(episode['frames'])
+    progress.update(1)
+    progress.set_postfix(frames=frames, frames_per_s=f'{frames / (time.perf_counter() - start):.0f}')
+    yield episode
+
+
+def gymnax_episodes(config, env, env_params) -> Iterator[dict[str, np.ndarray]]:
+  """`collect.num_episodes` episodes collected in jitted chunks of `collect.episodes_per_chunk`."""
+  c = config.collect
+  if c.min_steps > 1:
+    raise ValueError(f'collect.min_steps={c.min_steps} is only for host games ({HOST_ENVS}); '
+                     'gymnax collection keeps every episode.')
+  collect = make_collect(env, env_params, c.max_steps, c.max_action_repeat)
+  key = jax.random.fold_in(jax.random.key(config.seed), 0)
+  for chunk, first in enumerate(range(0, c.num_episodes, c.episodes_per_chunk)):
+    size = min(c.episodes_per_chunk, c.num_episodes - first)
+    # The last chunk is collected at full size (one compiled shape) and cut.
+    rollouts = collect(jax.random.fold_in(key, chunk), c.episodes_per_chunk)
+    yield from itertools.islice(rollouts.episodes(), size)
+
+
+def host_episodes(config, env, env_params) -> Iterator[dict[str, np.ndarray]]:
+  """`collect.num_episodes` episodes of at least `collect.min_steps` steps from a host game, in
+  `env.num_workers` processes; episode i has seed (config.seed, i) whichever worker runs it."""
+  c = config.collect
+  for name, value in (('max_steps', c.max_steps), ('max_action_repeat', c.max_action_repeat),
+                      ('min_steps', c.min_steps)):
+    if value < 1:
+      raise ValueError(f'collect.{name} must be >= 1, got {value}.')
+  if c.min_steps > c.max_steps:
+    raise ValueError(f'collect.min_steps={c.min_steps} exceeds collect.max_steps={c.max_steps}.')
+  workers = config.env.num_workers or os.cpu_count()
+  seeds = np.random.SeedSequence(config.seed)
+  kept, tried = 0, 0
+  pool = multiprocessing.get_context('spawn').Pool(workers, games.init_collector,
+                                                  (config.env.name,))
+  try:
+    while kept < c.num_episodes:
+      # Enough tasks to keep the workers busy; the dropped fraction is made up next round.
+      batch = max(2 * workers, c.num_episodes - kept)
+      tasks = [(int(seeds.spawn(1)[0].generate_state(1)[0]), c.max_steps, c.max_action_repeat)
+               for _ in range(batch)]
+      tried += batch
+      for episode in pool.imap(games.collect_episode, tasks):
+        if len(episode['frames']) >= c.min_steps and kept < c.num_episodes:
+          kept += 1
+          yield episode
+    pool.close()  # Workers exit normally and close their games.
+  finally:
+    pool.terminate()
+    pool.join()
+  print(f'collect: kept {kept} of {tried} episodes (min_steps {c.min_steps})', flush=True)

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import shuffle as tfds_shuffle
 
 # name -> (shape of one step, numpy dtype)
 EpisodeSpec = Mapping[str, tuple[tuple[int, ...], Any]]
@@ -37,8 +38,8 @@ class EpisodeDataset(tfds.core.GeneratorBasedBuilder):
     super().__init__(file_format='array_record', **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    # Frames are zlib-compressed (~10x smaller for rendered frames): TFDS keeps up to 1 GB of
-    # serialized examples in memory while writing and needs TensorFlow to spill beyond that.
+    # Frames are zlib-compressed (~10x smaller for rendered frames, ~3x for Doom's): the whole
+    # serialized dataset sits in memory while it is written (`write_episodes`).
     features = tfds.features.FeaturesDict({
         name: tfds.features.Tensor(
             shape=(None, *shape), dtype=dtype,
@@ -87,7 +88,15 @@ def write_episodes(path: str, spec: EpisodeSpec, episodes: Iterable[Mapping[str,
   tfds.disable_progress_bar()  # The stages show their own progress.
   builder = EpisodeDataset(spec=spec, episodes=episodes, metadata=metadata,
                            data_dir=os.path.abspath(path))
-  builder.download_and_prepare()
+  # TFDS holds serialized examples in memory up to MAX_MEM_BUFFER_SIZE (1 GB) and spills beyond
+  # that through TensorFlow. Unshuffled, the buffer is only the examples in order, so it may
+  # hold the whole dataset (10,000 Doom episodes: ~15 GB compressed) and TF stays unneeded.
+  limit = tfds_shuffle.MAX_MEM_BUFFER_SIZE
+  tfds_shuffle.MAX_MEM_BUFFER_SIZE = max(limit, 1 << 40)
+  try:
+    builder.download_and_prepare()
+  finally:
+    tfds_shuffle.MAX_MEM_BUFFER_SIZE = limit
 
 
 def open_episodes(path: str, what: str = 'episodes', split: str = 'train'):

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from wm_jax.envs.host import step_without_reset
 from wm_jax.models.conv_vae import ConvVAE
 from wm_jax.models.mdn_rnn import MDNRNN, controller_observation, mdn_step
 
@@ -85,6 +86,12 @@ class LatentEnv(environment.Environment):
     state = LatentState(env_state=env_state, **self._encode(frame, key, params), cell=cell,
                         hidden=hidden, first=jnp.array(False), time=state.time + 1)
     return self._observe(state), state, reward, terminated, info
+
+  def step(self, key, state: LatentState, action, params: LatentParams | None = None):
+    """gymnax's step; over a host game (no auto-reset, `wm_jax.envs.host`) without the reset."""
+    if getattr(self.env, 'auto_reset', True):
+      return super().step(key, state, action, params)
+    return step_without_reset(self, key, state, action, params)
 
   def is_terminated(self, state: LatentState, params: LatentParams) -> jax.Array:
     return self.env.is_terminated(state.env_state, params.env_params)

@@ -14,11 +14,14 @@ gymnax ships no 64x64 RGB environment, so the frames V learns from are drawn her
 
 `PixelEnv` wraps a gymnax environment so that its observations are these frames; it is itself a
 gymnax `Environment` (auto-reset, jit, vmap), so anything written against gymnax runs on it.
+`make_pixel_env` also builds the paper's host games (DoomTakeCover, CarRacing-v3;
+`wm_jax.envs.host`), gymnax environments too, whose frames come from worker processes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable
 
 import jax
@@ -151,14 +154,22 @@ class PixelEnv(environment.Environment):
 
 PIXEL_ENVS = ('CartPole-v1', 'Breakout-MinAtar', 'Asterix-MinAtar', 'Freeway-MinAtar',
               'SpaceInvaders-MinAtar', 'Seaquest-MinAtar')
+HOST_ENVS = ('DoomTakeCover', 'CarRacing-v3')  # wm_jax.envs.host: games in worker processes
 
 
-def make_pixel_env(name: str) -> tuple[PixelEnv, Any]:
-  """`gymnax.make` with 64x64 RGB observations. Returns (env, default params)."""
+def make_pixel_env(name: str, num_workers: int = 0):
+  """`gymnax.make` with 64x64 RGB observations, or a host game (`HOST_ENVS`) stepped in
+  `num_workers` processes (0: one per CPU core). Returns (env, default params)."""
+  if name in HOST_ENVS:
+    from wm_jax.envs.host import HostEnv  # Imports the games' packages only where used.
+
+    env = HostEnv(name, num_workers or os.cpu_count())
+    return env, env.default_params
   import gymnax  # Slow to import (~4 s): only where an environment is built.
 
   if name not in PIXEL_ENVS:
-    raise ValueError(f'No pixel renderer for env.name={name!r}; expected one of {PIXEL_ENVS}.')
+    raise ValueError(f'No pixel environment env.name={name!r}; expected one of '
+                     f'{PIXEL_ENVS + HOST_ENVS}.')
   env, params = gymnax.make(name)
   if name == 'CartPole-v1':
     render = CartPoleRenderer()

@@ -13,6 +13,8 @@ Its parameters are a plain pytree: evosax's CMA-ES takes them as its solution te
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -63,12 +65,33 @@ def gymnax_action(raw: jax.Array, space) -> jax.Array:
   raise _unsupported(space)
 
 
-def make_policy(controller: LinearController, space):
-  """C as a policy for `wm_jax.train.cmaes`: (params, observation, key) -> an action of `space`."""
+def make_policy(controller: LinearController, space, action_map: str = 'gymnax'):
+  """C as a policy for `wm_jax.train.cmaes`: (params, observation, key) -> an action of `space`,
+  through `action_map` ('gymnax', 'doom' or 'carracing')."""
+  to_action = ACTION_MAPS[action_map][2] if action_map != 'gymnax' else (
+      lambda raw: gymnax_action(raw, space))
+
   def policy(params, observation, key):
     del key  # C is deterministic.
-    return gymnax_action(controller.apply(params, observation), space)
+    return to_action(controller.apply(params, observation))
   return policy
+
+
+# The paper's controllers: action_map -> (outputs, bias, raw outputs -> action).
+ACTION_MAPS = {'doom': (1, False, doom_action), 'carracing': (3, True, carracing_action)}
+
+
+def make_controller(space, action_map: str = 'gymnax') -> tuple[LinearController, Any]:
+  """C for `space` with the outputs `action_map` needs: (controller, policy)."""
+  if action_map == 'gymnax':
+    controller = LinearController(action_size(space))
+  elif action_map in ACTION_MAPS:
+    size, use_bias, _ = ACTION_MAPS[action_map]
+    controller = LinearController(size, use_bias=use_bias)
+  else:
+    raise ValueError(f"controller.action_map must be 'gymnax' or one of {tuple(ACTION_MAPS)}, "
+                     f'got {action_map!r}.')
+  return controller, make_policy(controller, space, action_map)
 
 
 def _unsupported(space) -> ValueError:

@@ -29,7 +29,7 @@ from wm_jax.config import fingerprint
 from wm_jax.envs.dream import DreamEnv, DreamParams
 from wm_jax.envs.latent import LatentEnv, LatentParams
 from wm_jax.envs.pixels import make_pixel_env
-from wm_jax.models.controller import LinearController, action_size, make_policy
+from wm_jax.models.controller import make_controller
 from wm_jax.train import common, mdn, vae
 from wm_jax.train.cmaes import episode_return, make_generation, run_generations, strong_types
 
@@ -50,10 +50,9 @@ class World(NamedTuple):
 def build_world(config: ml_collections.ConfigDict, workdir: str, round_index: int = 0) -> World:
   """Loads V, the initial latents and round `round_index`'s M from `workdir` and builds the dream
   and the real environment."""
-  env, env_params = make_pixel_env(config.env.name)
+  env, env_params = make_pixel_env(config.env.name, config.env.num_workers)
   space = env.action_space(env_params)
-  num_actions = mdn.num_discrete_actions(config)
-  features = functools.partial(mdn.action_features, num_actions=num_actions)
+  features = mdn.make_action_features(config)
   mdn_model = mdn.make_model(config, mdn.input_action_size(config))
   mdn_params = mdn.restore_params(config, workdir, round_index)
   vae_params = vae.restore_params(config, workdir)
@@ -68,10 +67,9 @@ def build_world(config: ml_collections.ConfigDict, workdir: str, round_index: in
   real_params = LatentParams(env_params=env_params, vae_params=vae_params, mdn_params=mdn_params,
                              sample_z=config.controller.sample_z,
                              max_steps_in_episode=config.evaluate.max_steps)
-  controller = LinearController(action_size(space))
+  controller, policy = make_controller(space, config.controller.action_map)
   template = controller.init(jax.random.key(0), jnp.zeros(dream.observation_space().shape))
-  return World(dream, dream_params, real, real_params, make_policy(controller, space), template,
-               vae_params)
+  return World(dream, dream_params, real, real_params, policy, template, vae_params)
 
 
 def make_scorer(env, env_params, policy, max_steps: int):

@@ -55,16 +55,25 @@ class Sequences(struct.PyTreeNode):
   rewards: jax.Array  # [N]
 
 
-def action_features(actions: jax.Array, num_actions: int | None) -> jax.Array:
-  """Actions as M's input: one-hot [.., n] for discrete actions, floats [..., A] otherwise."""
+ACTION_INPUTS = ('one_hot', 'centered')
+
+
+def action_features(actions: jax.Array, num_actions: int | None,
+                    action_input: str = 'one_hot') -> jax.Array:
+  """Actions as M's input: for discrete actions one-hot [..., n] or, with `action_input=
+  'centered'`, [..., 1] = index - (n - 1) / 2; floats [..., A] for continuous actions."""
+  if action_input not in ACTION_INPUTS:
+    raise ValueError(f'mdn.action_input must be one of {ACTION_INPUTS}, got {action_input!r}.')
+  if num_actions is not None and action_input == 'centered':
+    return (jnp.asarray(actions, jnp.float32) - (num_actions - 1) / 2)[..., None]
   if num_actions is not None:
     return jax.nn.one_hot(actions, num_actions)
   actions = jnp.asarray(actions, jnp.float32)
   return actions[..., None] if actions.ndim == 1 else actions
 
 
-def load_sequences(workdir: str, num_actions: int | None, round_index: int = 0
-                   ) -> tuple[Sequences, np.ndarray]:
+def load_sequences(workdir: str, num_actions: int | None, round_index: int = 0,
+                   action_input: str = 'one_hot') -> tuple[Sequences, np.ndarray]:
   """Reads the latent datasets of rounds 0..round_index (the encoded random rollouts, then each
   round's controller rollouts); returns (Sequences on host, episode lengths [E])."""
   episodes = []
@@ -79,7 +88,7 @@ def load_sequences(workdir: str, num_actions: int | None, round_index: int = 0
   last = np.concatenate([np.arange(n) == n - 1 for n in lengths])
   return Sequences(
       mu=cat('mu'), logvar=cat('logvar'),
-      actions=np.asarray(action_features(cat('actions'), num_actions), np.float32),
+      actions=np.asarray(action_features(cat('actions'), num_actions, action_input), np.float32),
       restarts=first, has_next=(~last).astype(np.float32),
       terminals=cat('terminals').astype(np.float32), rewards=cat('rewards').astype(np.float32),
   ), lengths
@@ -197,10 +206,16 @@ def num_discrete_actions(config: ml_collections.ConfigDict) -> int | None:
   return int(space.n) if isinstance(space, spaces.Discrete) else None
 
 
+def make_action_features(config: ml_collections.ConfigDict):
+  """`env.name`'s actions -> M's action input, as `mdn.action_input` says."""
+  return functools.partial(action_features, num_actions=num_discrete_actions(config),
+                           action_input=config.mdn.action_input)
+
+
 def input_action_size(config: ml_collections.ConfigDict) -> int:
   """The width of M's action input for `env.name` (`action_features` of one action)."""
-  space = action_space(config)
-  return int(space.n) if isinstance(space, spaces.Discrete) else max(1, int(np.prod(space.shape)))
+  sample = action_space(config).sample(jax.random.key(0))
+  return int(make_action_features(config)(sample).shape[-1])
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_index: int = 0
@@ -208,7 +223,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_in
   """Trains M for `mdn.num_epochs` epochs on `workdir`'s latents (those of rounds 0..round_index
   of the iterative procedure), resuming at an epoch boundary."""
   out = os.path.join(common.round_dir(workdir, round_index), 'mdn')
-  host_data, lengths = load_sequences(workdir, num_discrete_actions(config), round_index)
+  host_data, lengths = load_sequences(workdir, num_discrete_actions(config), round_index,
+                                      config.mdn.action_input)
   mesh = common.make_mesh(config.mesh.data)
   data = jax.device_put(host_data, common.replicated(mesh))
   action_size = host_data.actions.shape[-1]
