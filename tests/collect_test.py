@@ -59,3 +59,43 @@ def test_dataset_from_another_config_is_refused(rollout_workdir):
   config.collect.max_action_repeat = 7
   with pytest.raises(ValueError, match=r'collect\.max_action_repeat: stored 3, config 7'):
     collect_dataset(config, rollout_workdir)
+
+
+def collect_doom(workdir, num_workers):
+  from conftest import small_config
+  from wm_jax.data.collect import collect_dataset
+  from wm_jax.data.episodes import open_episodes
+  config = small_config()
+  config.env.name = 'DoomTakeCover'
+  config.env.num_workers = num_workers
+  config.collect.num_episodes = 3
+  config.collect.max_steps = 130
+  config.collect.min_steps = 110
+  config.collect.max_action_repeat = 10
+  source = open_episodes(collect_dataset(config, str(workdir)))
+  return [source[i] for i in range(len(source))]
+
+
+def test_parallel_host_collection_writes_a_readable_dataset(tmp_path):
+  episodes = collect_doom(tmp_path / 'two_workers', num_workers=2)
+  assert len(episodes) == 3
+  for episode in episodes:
+    length = len(episode['frames'])
+    assert 110 <= length <= 130  # Shorter episodes were dropped; longer ones cut.
+    assert episode['frames'].shape == (length, 64, 64, 3) and episode['frames'].dtype == np.uint8
+    assert set(np.unique(episode['actions'])) <= {0, 1, 2}
+    assert episode['dones'][-1] and not episode['dones'][:-1].any()
+    np.testing.assert_array_equal(episode['rewards'], 1.0)
+  # The same episodes whatever the number of workers.
+  for a, b in zip(episodes, collect_doom(tmp_path / 'one_worker', num_workers=1)):
+    np.testing.assert_array_equal(a['frames'], b['frames'])
+    np.testing.assert_array_equal(a['actions'], b['actions'])
+
+
+def test_min_steps_is_refused_for_gymnax_collection(tmp_path):
+  from conftest import small_config
+  from wm_jax.data.collect import collect_dataset
+  config = small_config()
+  config.collect.min_steps = 10
+  with pytest.raises(ValueError, match=r'collect\.min_steps=10 is only for host games'):
+    collect_dataset(config, str(tmp_path))

@@ -6,7 +6,7 @@ import pytest
 from gymnax.environments import spaces
 
 from wm_jax.models.controller import (LinearController, action_size, carracing_action,
-                                      doom_action, gymnax_action)
+                                      doom_action, gymnax_action, make_controller)
 
 
 def count_params(model, inputs):
@@ -17,6 +17,23 @@ def count_params(model, inputs):
 def test_parameter_counts_match_paper():
   assert count_params(LinearController(3), 32 + 256) == 867
   assert count_params(LinearController(1, use_bias=False), 64 + 512 + 512) == 1088
+
+
+def test_the_papers_controllers_from_action_maps():
+  carracing = spaces.Box(jnp.array([-1.0, 0.0, 0.0]), jnp.array([1.0, 1.0, 1.0]), (3,))
+  doom, doom_policy = make_controller(spaces.Discrete(3), 'doom')
+  car, car_policy = make_controller(carracing, 'carracing')
+  assert count_params(doom, 64 + 512 + 512) == 1088
+  assert count_params(car, 32 + 256) == 867
+  theta = jax.tree.map(jnp.ones_like, doom.init(jax.random.key(0), jnp.zeros(4)))
+  assert doom_policy(theta, jnp.full(4, 1.0), None) == 2  # tanh(4) > 1/3: right.
+  assert doom_policy(theta, jnp.full(4, -1.0), None) == 0
+  theta = jax.tree.map(jnp.zeros_like, car.init(jax.random.key(0), jnp.zeros(4)))
+  np.testing.assert_allclose(car_policy(theta, jnp.zeros(4), None), [0.0, 0.5, 0.0])
+  # The gymnax map on Discrete(3): one output per action, argmax.
+  assert count_params(make_controller(spaces.Discrete(3))[0], 10) == 33
+  with pytest.raises(ValueError, match="controller.action_map must be 'gymnax' or one of"):
+    make_controller(spaces.Discrete(3), 'atari')
 
 
 def test_carracing_action_map():

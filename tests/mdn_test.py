@@ -8,6 +8,24 @@ from conftest import small_config
 from wm_jax.train import mdn, vae
 
 
+def test_action_inputs():
+  actions = jax.numpy.array([0, 1, 2])
+  np.testing.assert_array_equal(mdn.action_features(actions, 3, 'centered'), [[-1], [0], [1]])
+  np.testing.assert_array_equal(mdn.action_features(actions, 3), np.eye(3))
+  with pytest.raises(ValueError, match='mdn.action_input must be one of'):
+    mdn.action_features(actions, 3, 'binary')
+
+
+def test_doom_config_builds_the_papers_m():
+  from experiments.configs import doom_take_cover
+  config = doom_take_cover.get_config()
+  assert mdn.input_action_size(config) == 1  # One action input: -1 / 0 / 1.
+  model = mdn.make_model(config, mdn.input_action_size(config))
+  params = jax.eval_shape(model.init, jax.random.key(0), jax.numpy.zeros((1, 2, 64)),
+                          jax.numpy.zeros((1, 2, 1)))
+  assert sum(x.size for x in jax.tree.leaves(params)) == 1_678_785
+
+
 def test_epoch_index_packs_shuffled_episodes():
   lengths = np.array([3, 5, 2, 6])
   index = mdn.epoch_index(lengths, num_streams=2, chunk_length=3, seed=0, epoch=0)

@@ -7,7 +7,8 @@ A game has `reset(seed) -> frame`, `step(action) -> (frame, reward, terminated)`
   VizDoom gym environment rendered 640x480: the same 4:3 view, 16x fewer pixels to draw). The
   top 5/6 of the rows are kept, as the paper's 400 of 480 (there the bottom sixth was the HUD;
   take_cover.cfg renders without one, and the crop keeps the paper's field of view), then the
-  frame is resized to 64x64 (bilinear). Actions 0 / 1 / 2 = left / no-op / right (buttons
+  frame is resized to 64x64 (bilinear). Damage flashes are rendered, as in the paper's game.
+  Actions 0 / 1 / 2 = left / no-op / right (buttons
   MOVE_LEFT, MOVE_RIGHT); reward 1 per frame survived, so the return is the paper's score.
 - CarRacing-v3: 96x96 frames; rows 0..83 kept (the dashboard below is cropped, as the paper's),
   resized to 64x64 (bilinear). Actions [steer in [-1, 1], gas in [0, 1], brake in [0, 1]]. The
@@ -59,6 +60,10 @@ class DoomTakeCover:
     game.set_window_visible(False)
     game.set_screen_resolution(vizdoom.ScreenResolution.RES_160X120)
     game.set_screen_format(vizdoom.ScreenFormat.RGB24)
+    # The red flash of taking damage, rendered in the paper's game (screen flashes were on by
+    # default then; take_cover.cfg now turns them off). It is the only sign in the frame of
+    # the hits that end an episode, so without it M cannot predict deaths.
+    game.set_render_screen_flashes(True)
     game.init()
     self._game = game
     self._frame = None

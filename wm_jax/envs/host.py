@@ -11,9 +11,10 @@ consumed, and every step passes the previous step's returned time, so calls cann
 or reordered.
 
 Differences from a JAX-native environment, all enforced:
-- No auto-reset: an episode ends at its first done, and later steps of it are free no-ops that
-  return its last frame with reward 0 and done (this is what `wm_jax.train.cmaes.rollout`
-  counts anyway). `step_without_reset` provides the same for wrappers (`LatentEnv`).
+- No auto-reset: a terminated episode's later steps are free no-ops that return its last frame
+  with reward 0 and done (`wm_jax.train.cmaes.rollout` counts up to the first done anyway). The
+  time limit is the caller's (`is_truncated`; a wrapper's own limit governs a wrapper): the game
+  is stepped until it terminates or the rollout ends. `step_without_reset` provides the same for wrappers (`LatentEnv`).
 - One batch of episodes at a time: a reset starts a new batch (of the vmapped size) and steps
   of an older batch raise an error.
 - The frames live in the state (`state.frame`), so `render` works as for `PixelEnv`.
@@ -125,10 +126,6 @@ class _GamePool:
       self._done[slots[i]] = terminated
     return self._frames[slots], rewards, self._done[slots]
 
-  def finish(self, slots: np.ndarray) -> None:
-    """Marks episodes over (their time limit came): later steps of them are no-ops."""
-    self._done[slots] = True
-
   def close(self):
     for connection in self._connections or ():
       connection.send(('close', None))
@@ -175,22 +172,19 @@ class HostEnv(environment.Environment):
   def step_env(self, key, state: HostState, action, params: HostParams):
     action = jnp.asarray(action, self.action_space(params).dtype)
 
-    def host_step(slots, batch, actions, times, limits):
+    def host_step(slots, batch, actions, times):
       shape = np.shape(slots)
       slots, batch = np.asarray(slots).reshape(-1), np.asarray(batch).reshape(-1)
       actions = np.asarray(actions).reshape(len(slots), *np.shape(actions)[len(shape):])
       frames, rewards, terminated = self.pool.step(slots, batch, actions)
-      times = np.asarray(times).reshape(-1) + 1
-      self.pool.finish(slots[times >= np.asarray(limits).reshape(-1)])
       return (frames.reshape(*shape, *frames.shape[1:]), rewards.reshape(shape),
-              terminated.reshape(shape), times.reshape(shape).astype(np.int32))
+              terminated.reshape(shape), (np.asarray(times) + 1).astype(np.int32))
 
     frame, reward, terminated, time = jax.pure_callback(
         host_step, (jax.ShapeDtypeStruct(state.frame.shape, jnp.uint8),
                     jax.ShapeDtypeStruct((), jnp.float32), jax.ShapeDtypeStruct((), jnp.bool_),
                     jax.ShapeDtypeStruct((), jnp.int32)),
-        state.slot, state.batch, action, state.time, jnp.int32(params.max_steps_in_episode),
-        vmap_method='broadcast_all')
+        state.slot, state.batch, action, state.time, vmap_method='broadcast_all')
     state = state.replace(frame=frame, terminated=terminated, time=time)
     return frame, state, reward, terminated, {}
 
