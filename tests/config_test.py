@@ -26,9 +26,9 @@ def test_check_same_lists_differences():
     check_same(a, b, 'The checkpoints')
 
 
-@pytest.mark.parametrize('name', ['doom_take_cover', 'doom_take_cover_small'])
+@pytest.mark.parametrize('name', ['doom_take_cover', 'doom_take_cover_small', 'carracing',
+                                  'carracing_dream'])
 def test_world_models_configs_use_known_keys(name):
   import importlib
   config = importlib.import_module(f'experiments.configs.{name}').get_config()
   check_keys(config, default.get_config())
-  assert config.env.name == 'DoomTakeCover' and config.controller.temperature == 1.15

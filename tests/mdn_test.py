@@ -16,14 +16,18 @@ def test_action_inputs():
     mdn.action_features(actions, 3, 'binary')
 
 
-def test_doom_config_builds_the_papers_m():
-  from experiments.configs import doom_take_cover
-  config = doom_take_cover.get_config()
-  assert mdn.input_action_size(config) == 1  # One action input: -1 / 0 / 1.
-  model = mdn.make_model(config, mdn.input_action_size(config))
-  params = jax.eval_shape(model.init, jax.random.key(0), jax.numpy.zeros((1, 2, 64)),
-                          jax.numpy.zeros((1, 2, 1)))
-  assert sum(x.size for x in jax.tree.leaves(params)) == 1_678_785
+@pytest.mark.parametrize('name, action_size, count', [
+    ('doom_take_cover', 1, 1_678_785),  # One action input: -1 / 0 / 1.
+    ('carracing', 3, 422_368)])
+def test_paper_configs_build_the_papers_m(name, action_size, count):
+  import importlib
+  config = importlib.import_module(f'experiments.configs.{name}').get_config()
+  assert mdn.input_action_size(config) == action_size
+  model = mdn.make_model(config, action_size)
+  params = jax.eval_shape(model.init, jax.random.key(0),
+                          jax.numpy.zeros((1, 2, config.vae.z_size)),
+                          jax.numpy.zeros((1, 2, action_size)))
+  assert sum(x.size for x in jax.tree.leaves(params)) == count
 
 
 def test_epoch_index_packs_shuffled_episodes():
@@ -40,7 +44,7 @@ def test_epoch_index_packs_shuffled_episodes():
 
 
 def test_sequences_flags(latent_workdir):
-  data, lengths = mdn.load_sequences(latent_workdir, num_actions=2)
+  data, lengths = mdn.load_sequences(latent_workdir, mdn.make_action_features(small_config()))
   assert data.actions.shape == (lengths.sum(), 2) and set(np.unique(data.actions)) <= {0.0, 1.0}
   ends = np.cumsum(lengths) - 1
   assert np.all(data.has_next[ends] == 0) and data.has_next.sum() == lengths.sum() - len(lengths)
@@ -62,7 +66,7 @@ def test_loss_falls_and_a_resumed_run_matches(latent_workdir, tmp_path_factory):
   for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(straight.params)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
-  data, lengths = mdn.load_sequences(fresh_dir, 2)
+  data, lengths = mdn.load_sequences(fresh_dir, mdn.make_action_features(small_config()))
   index = mdn.epoch_index(lengths, 4, 8, seed=0, epoch=99)
   losses = []
   for state in (mdn.create_train_state(config, 2, jax.random.PRNGKey(0)), fresh):

@@ -46,7 +46,7 @@ def test_stages_after_encode_write_results_and_skip_when_complete(latent_workdir
     assert 1 <= length <= config.evaluate.max_steps and episode['dones'][-1]
     assert not episode['dones'][:-1].any() and not episode['terminals'][:-1].any()
     assert episode['terminals'][-1] == (length < config.evaluate.max_steps)
-  _, lengths = mdn.load_sequences(workdir, 2, round_index=1)
+  _, lengths = mdn.load_sequences(workdir, mdn.make_action_features(config), round_index=1)
   assert len(lengths) == len(episodes_lib.open_episodes(vae.latents_path(workdir))) + 3
   assert os.path.exists(controller.checkpoint_dir(workdir, 1))
 
@@ -99,6 +99,18 @@ def test_stopped_controller_run_resumes_to_the_same_mean(latent_workdir, tmp_pat
   assert any(np.abs(x).sum() > 0 for x in jax.tree.leaves(straight))  # C moved from zero.
 
 
+def test_controller_trains_in_the_real_environment(latent_workdir, tmp_path_factory):
+  config = small_config()
+  config.controller.train_in = 'real'
+  workdir = copy_workdir(latent_workdir, tmp_path_factory, 'train_real')
+  mdn.train_and_evaluate(config, workdir)
+  theta = controller.train_and_evaluate(config, workdir)
+  rows = [json.loads(line) for line in open(os.path.join(workdir, 'controller', 'metrics.jsonl'))]
+  returns = [r['population/mean_return'] for r in rows if 'population/mean_return' in r]
+  assert len(returns) == 4 and all(1 <= x <= config.controller.max_steps for x in returns)
+  assert any(np.abs(x).sum() > 0 for x in jax.tree.leaves(theta))
+
+
 def test_controller_stage_errors_name_the_missing_piece(latent_workdir, tmp_path_factory):
   config = small_config()
   workdir = copy_workdir(latent_workdir, tmp_path_factory, 'errors')
@@ -106,6 +118,9 @@ def test_controller_stage_errors_name_the_missing_piece(latent_workdir, tmp_path
     controller.train_and_evaluate(config, workdir)
   config.controller.eval_every = 3
   with pytest.raises(ValueError, match='controller.eval_every=3'):
+    controller.train_and_evaluate(config, workdir)
+  config.controller.train_in = 'elsewhere'
+  with pytest.raises(ValueError, match="controller.train_in must be 'dream' or 'real'"):
     controller.train_and_evaluate(config, workdir)
   with pytest.raises(FileNotFoundError, match='Run the controller stage'):
     template = {'params': {'linear': {'kernel': np.zeros((32 + 16, 2)), 'bias': np.zeros(2)}}}

@@ -52,6 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
   # How M reads a discrete action: 'one_hot', or 'centered' (one input, the index minus the
   # middle one: Doom's left / no-op / right = -1 / 0 / 1, the paper's single action input).
   config.mdn.action_input = 'one_hot'
+  # The restart flag as an input (paper: Doom); the state is zeroed at restarts either way.
+  config.mdn.restart_input = True
   config.mdn.predict_done = True  # CartPole episodes end by termination (Doom: True).
   config.mdn.predict_reward = False  # +1 per step alive: no reward head needed.
   config.mdn.done_weight = 10.0  # Paper (Doom): the done BCE weighted 10x.
@@ -65,10 +67,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.encode = ml_collections.ConfigDict()
   config.encode.batch_size = 256  # Frames per jitted encoder call.
 
-  # C, trained by CMA-ES only inside M's dream (paper values for population, rollouts, sigma and
+  # C, trained by CMA-ES (paper values for population, rollouts, sigma and
   # weight decay).
   config.controller = ml_collections.ConfigDict()
   config.controller.population_size = 64
+  # Where candidates are scored: 'dream' (M's, the paper's Doom) or 'real' (V and M over the
+  # real environment, the paper's CarRacing; slow: population x rollouts real episodes).
+  config.controller.train_in = 'dream'
   # C's outputs -> actions: 'gymnax' (argmax for Discrete, tanh to the bounds for Box), 'doom'
   # (one output, no bias, tanh split in thirds) or 'carracing' (tanh; gas (a1 + 1) / 2, brake
   # clip(a2, 0, 1)): wm_jax.models.controller.

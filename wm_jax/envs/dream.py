@@ -51,9 +51,6 @@ class DreamEnv(environment.Environment):
 
   def __init__(self, mdn: MDNRNN, action_space, action_features, include_cell: bool = False):
     super().__init__()
-    if not mdn.use_restart:
-      raise ValueError('The dream feeds M a restart flag on each first step: build M with '
-                       'use_restart=True.')
     self.mdn = mdn
     self._action_space = action_space
     self.action_features = action_features  # action -> [action_size] floats

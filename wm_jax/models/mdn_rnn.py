@@ -1,12 +1,15 @@
 """M: the MDN-RNN of World Models (Ha & Schmidhuber, 2018, appendix A.2).
 
-An LSTM reads [z_t, a_t] (plus, for Doom, a restart flag that also zeroes its state) and
+An LSTM reads [z_t, a_t] (plus, for Doom, a restart flag as an input) and
 predicts P(z_{t+1} | a_t, z_t, h_t): for every latent dimension independently, a mixture of
 `num_mixtures` Gaussians (log mixing weights, means, log standard deviations), optionally with a
 done logit and a reward prediction. Time runs in `lax.scan` (through `nn.scan`).
 
 Parameter counts (asserted in tests/mdn_rnn_test.py): 422,368 for CarRacing (z 32, action 3,
 256 units) and 1,678,785 for Doom (z 64, action 1, restart flag, 512 units, done head).
+
+The LSTM state is zeroed at every restart (an episode's first step), with or without the flag
+as an input, so episodes packed end to end into one training stream do not share memory.
 
 Temperature tau at sampling: mixture logits are divided by tau and the Gaussian noise is scaled
 by sqrt(tau); tau -> 0 returns the most likely component's mean.
@@ -40,9 +43,9 @@ class _MDNStep(nn.Module):
   def __call__(self, carry, inputs):
     z, action, restart = inputs
     x = jnp.concatenate([z, action], axis=-1)
-    if self.use_restart:
-      keep = (1.0 - restart)[:, None]
-      carry = jax.tree.map(lambda c: c * keep, carry)
+    keep = (1.0 - restart)[:, None]
+    carry = jax.tree.map(lambda c: c * keep, carry)
+    if self.use_restart:  # The flag as an input too (the paper's Doom M).
       x = jnp.concatenate([x, restart[:, None]], axis=-1)
     carry, h = nn.OptimizedLSTMCell(self.hidden_size, name='lstm')(carry, x)
     return carry, nn.Dense(self.num_outputs, name='head')(h)

@@ -1,4 +1,5 @@
-"""Training C with CMA-ES entirely inside M's dream, scored in the dream and the real environment.
+"""Training C with CMA-ES entirely inside M's dream (or, with `controller.train_in='real'`, in
+the real environment as the paper's CarRacing C), scored in the dream and the real environment.
 
 The controller stage loads the trained V and M, builds the dream (`DreamEnv`: M sampled at
 `controller.temperature` from the stored first-frame encodings) and the real environment as C
@@ -104,6 +105,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_in
   """Runs `controller.num_generations` generations in the dream of round `round_index`'s M,
   resuming from the last checkpoint. Returns the CMA-ES mean (C's parameters)."""
   c = config.controller
+  if c.train_in not in ('dream', 'real'):
+    raise ValueError(f"controller.train_in must be 'dream' or 'real', got {c.train_in!r}.")
   if c.num_generations % c.eval_every:
     raise ValueError(f'controller.num_generations={c.num_generations} must be a multiple of '
                      f'controller.eval_every={c.eval_every} (one compiled chunk size).')
@@ -121,7 +124,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_in
     first = manager.latest_step()
     es_state = manager.restore(first, args=ocp.args.StandardRestore(common.abstract(es_state)))
 
-  generation = make_generation(world.dream, world.dream_params, world.policy, es, es_params,
+  if c.train_in == 'dream':
+    env, env_params = world.dream, world.dream_params
+  else:  # Every candidate's rollouts are real episodes (the paper's CarRacing C).
+    env, env_params = world.real, world.real_params.replace(max_steps_in_episode=c.max_steps)
+  generation = make_generation(env, env_params, world.policy, es, es_params,
                                c.num_rollouts, c.max_steps, c.weight_decay,
                                common.data_sharding(mesh, c.population_size))
   chex.clear_trace_counter()  # See wm_jax.train.vae.jit_train_step.
@@ -133,7 +140,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_in
   score_real = make_scorer(world.real, world.real_params, world.policy, config.evaluate.max_steps)
 
   progress = tqdm.tqdm(initial=first, total=c.num_generations,
-                       desc=f'train C in the dream (round {round_index})',
+                       desc=f'train C in the {c.train_in} env (round {round_index})',
                        unit='generation')
   for start in range(first, c.num_generations, c.eval_every):
     es_state, metrics = run(jax.device_put(es_state, common.replicated(mesh)), key_generations,

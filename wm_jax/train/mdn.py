@@ -58,10 +58,11 @@ class Sequences(struct.PyTreeNode):
 ACTION_INPUTS = ('one_hot', 'centered')
 
 
-def action_features(actions: jax.Array, num_actions: int | None,
-                    action_input: str = 'one_hot') -> jax.Array:
-  """Actions as M's input: for discrete actions one-hot [..., n] or, with `action_input=
-  'centered'`, [..., 1] = index - (n - 1) / 2; floats [..., A] for continuous actions."""
+def action_features(actions: jax.Array, num_actions: int | None, action_input: str = 'one_hot',
+                    action_shape: tuple[int, ...] = ()) -> jax.Array:
+  """Actions [..., *action_shape] as M's input: for discrete actions (`num_actions` of them)
+  one-hot [..., n] or, with `action_input='centered'`, [..., 1] = index - (n - 1) / 2; for
+  continuous ones floats [..., A] (a scalar action as [..., 1])."""
   if action_input not in ACTION_INPUTS:
     raise ValueError(f'mdn.action_input must be one of {ACTION_INPUTS}, got {action_input!r}.')
   if num_actions is not None and action_input == 'centered':
@@ -69,13 +70,13 @@ def action_features(actions: jax.Array, num_actions: int | None,
   if num_actions is not None:
     return jax.nn.one_hot(actions, num_actions)
   actions = jnp.asarray(actions, jnp.float32)
-  return actions[..., None] if actions.ndim == 1 else actions
+  return actions.reshape(*actions.shape[:actions.ndim - len(action_shape)], -1)
 
 
-def load_sequences(workdir: str, num_actions: int | None, round_index: int = 0,
-                   action_input: str = 'one_hot') -> tuple[Sequences, np.ndarray]:
+def load_sequences(workdir: str, features, round_index: int = 0) -> tuple[Sequences, np.ndarray]:
   """Reads the latent datasets of rounds 0..round_index (the encoded random rollouts, then each
-  round's controller rollouts); returns (Sequences on host, episode lengths [E])."""
+  round's controller rollouts), actions through `features` (`make_action_features`); returns
+  (Sequences on host, episode lengths [E])."""
   episodes = []
   for r in range(round_index + 1):
     source = episodes_lib.open_episodes(latents_path(common.round_dir(workdir, r)), 'latent')
@@ -88,7 +89,7 @@ def load_sequences(workdir: str, num_actions: int | None, round_index: int = 0,
   last = np.concatenate([np.arange(n) == n - 1 for n in lengths])
   return Sequences(
       mu=cat('mu'), logvar=cat('logvar'),
-      actions=np.asarray(action_features(cat('actions'), num_actions, action_input), np.float32),
+      actions=np.asarray(features(cat('actions')), np.float32),
       restarts=first, has_next=(~last).astype(np.float32),
       terminals=cat('terminals').astype(np.float32), rewards=cat('rewards').astype(np.float32),
   ), lengths
@@ -111,7 +112,7 @@ def epoch_index(lengths: np.ndarray, num_streams: int, chunk_length: int, seed: 
 def make_model(config: ml_collections.ConfigDict, action_size: int) -> MDNRNN:
   m = config.mdn
   return MDNRNN(z_size=config.vae.z_size, action_size=action_size, hidden_size=m.hidden_size,
-                num_mixtures=m.num_mixtures, use_restart=True, predict_done=m.predict_done,
+                num_mixtures=m.num_mixtures, use_restart=m.restart_input, predict_done=m.predict_done,
                 predict_reward=m.predict_reward)
 
 
@@ -200,16 +201,14 @@ def action_space(config: ml_collections.ConfigDict):
   return env.action_space(env_params)
 
 
-def num_discrete_actions(config: ml_collections.ConfigDict) -> int | None:
-  """The size of `env.name`'s discrete action space (one-hot encoded for M), None if continuous."""
-  space = action_space(config)
-  return int(space.n) if isinstance(space, spaces.Discrete) else None
-
-
 def make_action_features(config: ml_collections.ConfigDict):
-  """`env.name`'s actions -> M's action input, as `mdn.action_input` says."""
-  return functools.partial(action_features, num_actions=num_discrete_actions(config),
-                           action_input=config.mdn.action_input)
+  """`env.name`'s actions [..., *action shape] -> M's action input [..., A], as
+  `mdn.action_input` says."""
+  space = action_space(config)
+  discrete = isinstance(space, spaces.Discrete)
+  return functools.partial(action_features, num_actions=int(space.n) if discrete else None,
+                           action_input=config.mdn.action_input,
+                           action_shape=() if discrete else tuple(space.shape))
 
 
 def input_action_size(config: ml_collections.ConfigDict) -> int:
@@ -223,8 +222,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_in
   """Trains M for `mdn.num_epochs` epochs on `workdir`'s latents (those of rounds 0..round_index
   of the iterative procedure), resuming at an epoch boundary."""
   out = os.path.join(common.round_dir(workdir, round_index), 'mdn')
-  host_data, lengths = load_sequences(workdir, num_discrete_actions(config), round_index,
-                                      config.mdn.action_input)
+  host_data, lengths = load_sequences(workdir, make_action_features(config), round_index)
   mesh = common.make_mesh(config.mesh.data)
   data = jax.device_put(host_data, common.replicated(mesh))
   action_size = host_data.actions.shape[-1]
