@@ -103,6 +103,21 @@ def test_a_replaced_batch_cannot_be_stepped(doom):
     jax.block_until_ready(doom.step(jax.random.key(2), old, 1, params))
 
 
+def test_games_in_this_process_match_games_in_workers(doom):
+  local = HostEnv('DoomTakeCover', num_workers=0)
+  params = doom.default_params
+  try:
+    for env in (doom, local):
+      frame, state = env.reset(jax.random.key(5), params)
+      for action in (0, 0, 2):
+        frame, state, *_ = env.step(jax.random.key(6), state, action, params)
+      if env is doom:
+        expected = np.asarray(frame)
+    np.testing.assert_array_equal(frame, expected)
+  finally:
+    local.close()
+
+
 def test_spaces_and_errors():
   assert isinstance(HostEnv('DoomTakeCover', 0).action_space(), spaces.Discrete)
   box = HostEnv('CarRacing-v3', 0).action_space()

@@ -160,11 +160,10 @@ def serve(name: str, connection) -> None:
       if command == 'close':
         break
       try:
-        if command == 'reset':
-          result = [(games[slot] if slot in games else games.setdefault(slot, make_game(name)))
-                    .reset(seed) for slot, seed in items]
-        else:
-          result = [games[slot].step(action) for slot, action in items]
+        for slot, _ in items:
+          if slot not in games:
+            games[slot] = make_game(name)
+        result = [getattr(games[slot], command)(arg) for slot, arg in items]
       except Exception as error:  # Sent back, so the caller raises it with the game's message.
         result = error
       connection.send(result)

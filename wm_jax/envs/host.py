@@ -84,11 +84,10 @@ class _GamePool:
   def _call(self, command: str, items: list[tuple[int, Any]]) -> list[Any]:
     """Runs (slot, argument) items on their games, the workers in parallel; results in order."""
     if self.num_workers == 0:
-      method = 'reset' if command == 'reset' else 'step'
       for slot, _ in items:
         if slot not in self._local:
           self._local[slot] = games.make_game(self.name)
-      return [getattr(self._local[slot], method)(arg) for slot, arg in items]
+      return [getattr(self._local[slot], command)(arg) for slot, arg in items]
     if self._connections is None:
       self._start()
     shards = [[item for item in items if item[0] % self.num_workers == w]
