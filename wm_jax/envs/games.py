@@ -61,8 +61,8 @@ class DoomTakeCover:
     game.set_screen_resolution(vizdoom.ScreenResolution.RES_160X120)
     game.set_screen_format(vizdoom.ScreenFormat.RGB24)
     # The red flash of taking damage, rendered in the paper's game (screen flashes were on by
-    # default then; take_cover.cfg now turns them off). It is the only sign in the frame of
-    # the hits that end an episode, so without it M cannot predict deaths.
+    # default then; take_cover.cfg now turns them off): the only sign in a frame of the hits
+    # that end an episode, which M's done head has to predict.
     game.set_render_screen_flashes(True)
     game.init()
     self._game = game
