@@ -166,7 +166,8 @@ def gymnax_episodes(config, env, env_params) -> Iterator[dict[str, np.ndarray]]:
 
 def host_episodes(config, env, env_params) -> Iterator[dict[str, np.ndarray]]:
   """`collect.num_episodes` episodes of at least `collect.min_steps` steps from a host game, in
-  `env.num_workers` processes; episode i has seed (config.seed, i) whichever worker runs it."""
+  `env.num_workers` processes; episode i is seeded by child i of SeedSequence(config.seed),
+  whichever worker runs it."""
   c = config.collect
   for name, value in (('max_steps', c.max_steps), ('max_action_repeat', c.max_action_repeat),
                       ('min_steps', c.min_steps)):
@@ -185,9 +186,11 @@ def host_episodes(config, env, env_params) -> Iterator[dict[str, np.ndarray]]:
       batch = max(2 * workers, c.num_episodes - kept)
       tasks = [(int(seeds.spawn(1)[0].generate_state(1)[0]), c.max_steps, c.max_action_repeat)
                for _ in range(batch)]
-      tried += batch
       for episode in pool.imap(games.collect_episode, tasks):
-        if len(episode['frames']) >= c.min_steps and kept < c.num_episodes:
+        if kept == c.num_episodes:
+          break
+        tried += 1
+        if len(episode['frames']) >= c.min_steps:
           kept += 1
           yield episode
     pool.close()  # Workers exit normally and close their games.
