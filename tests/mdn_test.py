@@ -1,10 +1,12 @@
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import small_config
+from wm_jax.models.mdn_rnn import MixtureOutput
 from wm_jax.train import mdn, vae
 
 
@@ -70,9 +72,31 @@ def test_loss_falls_and_a_resumed_run_matches(latent_workdir, tmp_path_factory):
   index = mdn.epoch_index(lengths, 4, 8, seed=0, epoch=99)
   losses = []
   for state in (mdn.create_train_state(config, 2, jax.random.PRNGKey(0)), fresh):
-    _, metrics = mdn.train_epoch(state, jax.device_put(data), index, jax.random.key(5), 10.0, 16)
+    _, metrics = mdn.train_epoch(state, jax.device_put(data), index, jax.random.key(5), 10.0, 1.0,
+                                 16)
     losses.append(float(metrics['nll']))
   assert losses[1] < losses[0] - 0.3, losses
+
+
+def test_done_loss_weights_terminal_steps():
+  """The paper's restart_factor: terminal steps' BCE x w, so the loss-minimising probability for
+  a hazard p is w p / (w p + 1 - p), above 0.5 once p > 1 / (1 + w)."""
+  terminals = jnp.array([[0.0, 0.0, 1.0, 0.0, 1.0]])
+  logits = jnp.array([[-2.0, 0.5, -1.0, 3.0, 0.0]])
+  mixture = MixtureOutput(logits=jnp.zeros((1, 5, 1, 1)), means=jnp.zeros((1, 5, 1, 1)),
+                          log_stds=jnp.zeros((1, 5, 1, 1)), done_logits=logits, rewards=None)
+  batch = {'z': jnp.zeros((1, 5, 1)), 'z_next': jnp.zeros((1, 5, 1)), 'actions': None,
+           'restarts': None, 'has_next': jnp.ones((1, 5)), 'terminals': terminals}
+  loss = lambda w, logit=logits: mdn.chunk_loss(
+      None, None, batch, lambda *args: (None, mixture._replace(done_logits=logit)), 2.0, w)[0]
+  p = jax.nn.sigmoid(logits)
+  bce = -(terminals * jnp.log(p) + (1 - terminals) * jnp.log(1 - p))
+  expected = loss(1.0) + 2.0 * jnp.mean(9.0 * terminals * bce)
+  np.testing.assert_allclose(loss(10.0), expected, rtol=1e-6)
+  # Two deaths in five steps (p = 0.4) with w = 10: the minimiser is 4 / 4.6.
+  best = jnp.linspace(-3.0, 5.0, 8001)[jnp.argmin(jax.vmap(
+      lambda c: loss(10.0, jnp.full((1, 5), c)))(jnp.linspace(-3.0, 5.0, 8001)))]
+  np.testing.assert_allclose(jax.nn.sigmoid(best), 4.0 / 4.6, atol=1e-3)
 
 
 def _with_epochs(config, epochs):

@@ -56,7 +56,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.mdn.restart_input = True
   config.mdn.predict_done = True  # CartPole episodes end by termination (Doom: True).
   config.mdn.predict_reward = False  # +1 per step alive: no reward head needed.
-  config.mdn.done_weight = 10.0  # Paper (Doom): the done BCE weighted 10x.
+  # Loss = NLL + done_weight x mean(BCE, terminal steps' BCE x done_positive_weight). The
+  # paper's Doom M: 1 and 10 (its restart_factor). CartPole keeps its measured 10 and 1.
+  config.mdn.done_weight = 10.0
+  config.mdn.done_positive_weight = 1.0
   config.mdn.learning_rate = 1e-3
   config.mdn.lr_decay = 1.0  # Per step; paper (Doom): 0.99999.
   config.mdn.grad_clip = 1.0

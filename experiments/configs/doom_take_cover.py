@@ -6,7 +6,7 @@ entirely inside M's dream at tau = 1.15, then scored in the real game over 100 e
 
 Paper values: 10,000 random-policy episodes (a random action held 1..10 frames, episodes under
 100 frames dropped, at most 2100 frames); V with z = 64; M with 512 LSTM units, the restart
-flag, a done head (BCE x10), one action input (-1 / 0 / 1), 500-step chunks, batch 100,
+flag, a done head (BCE with deaths weighted 10x), one action input (-1 / 0 / 1), 500-step chunks, batch 100,
 lr 1e-3 decayed 0.99999 per step, 20 epochs; C = tanh(W [z, c, h]) without bias (1088
 parameters) in thirds; CMA-ES with population 64 x 16 rollouts, sigma 0.1, weight decay 0.01.
 A GPU (or TPU) job: M's dream runs 1024 episodes of up to 2100 steps per generation.
@@ -35,6 +35,8 @@ def get_config():
   config.mdn.hidden_size = 512
   config.mdn.action_input = 'centered'
   config.mdn.predict_done = True
+  config.mdn.done_weight = 1.0
+  config.mdn.done_positive_weight = 10.0  # Paper: deaths' BCE x10 (restart_factor).
   config.mdn.lr_decay = 0.99999
   config.mdn.chunk_length = 500
 

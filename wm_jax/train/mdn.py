@@ -8,7 +8,8 @@ streams, and each stream into chunks of `mdn.chunk_length` steps: an index array
 the paper) and runs `lax.scan` over the chunks, one Adam step per chunk, carrying the LSTM state
 from chunk to chunk (truncated backpropagation); the restart flag at each episode's first step
 zeroes it. Loss: the mixture's negative log-likelihood of z_{t+1} averaged over dimensions and
-steps that have a successor, plus `mdn.done_weight` x the done head's binary cross-entropy and
+steps that have a successor, plus `mdn.done_weight` x the done head's binary cross-entropy (its
+terminal steps weighted `mdn.done_positive_weight` x, the paper's Doom `restart_factor`) and
 the reward head's squared error where enabled. Gradients clipped at `mdn.grad_clip`; learning
 rate decayed by `mdn.lr_decay` per step. A checkpoint every epoch resumes exactly.
 """
@@ -126,7 +127,7 @@ def create_train_state(config: ml_collections.ConfigDict, action_size: int,
   return train_state.TrainState.create(apply_fn=model.apply, params=params['params'], tx=tx)
 
 
-def chunk_loss(params, carry, batch, apply_fn, done_weight: float):
+def chunk_loss(params, carry, batch, apply_fn, done_weight: float, done_positive_weight: float):
   """Loss of one chunk; batch fields [B, L, ...], z and z_next already sampled."""
   carry, mixture = apply_fn({'params': params}, batch['z'], batch['actions'], batch['restarts'],
                             carry)
@@ -136,7 +137,11 @@ def chunk_loss(params, carry, batch, apply_fn, done_weight: float):
   metrics = {'nll': nll}
   loss = nll
   if mixture.done_logits is not None:
-    bce = jnp.mean(optax.sigmoid_binary_cross_entropy(mixture.done_logits, batch['terminals']))
+    terminals = batch['terminals']
+    # Terminal steps weighted (paper: 10x): M then declares a death (logit > 0) once its
+    # probability passes 1 / (1 + weight), so rare deaths still end the thresholded dream.
+    bce = jnp.mean((1.0 + (done_positive_weight - 1.0) * terminals) *
+                   optax.sigmoid_binary_cross_entropy(mixture.done_logits, terminals))
     metrics['done_bce'] = bce
     loss = loss + done_weight * bce
   if mixture.rewards is not None:
@@ -148,7 +153,7 @@ def chunk_loss(params, carry, batch, apply_fn, done_weight: float):
 
 
 def train_epoch(state: train_state.TrainState, data: Sequences, index: jax.Array, key: jax.Array,
-                done_weight: float, hidden_size: int
+                done_weight: float, done_positive_weight: float, hidden_size: int
                 ) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
   """One epoch: resample z, then one Adam step per chunk of `index` [B, C, L] in lax.scan."""
   z = data.mu + jnp.exp(0.5 * data.logvar) * jax.random.normal(key, data.mu.shape)
@@ -160,7 +165,8 @@ def train_epoch(state: train_state.TrainState, data: Sequences, index: jax.Array
              'actions': data.actions[chunk_index], 'restarts': data.restarts[chunk_index],
              'has_next': data.has_next[chunk_index], 'terminals': data.terminals[chunk_index],
              'rewards': data.rewards[chunk_index]}
-    loss_fn = functools.partial(chunk_loss, apply_fn=state.apply_fn, done_weight=done_weight)
+    loss_fn = functools.partial(chunk_loss, apply_fn=state.apply_fn, done_weight=done_weight,
+                                done_positive_weight=done_positive_weight)
     grads, (metrics, lstm) = jax.grad(loss_fn, has_aux=True)(state.params, lstm, batch)
     return (state.apply_gradients(grads=grads), jax.lax.stop_gradient(lstm)), metrics
 
@@ -177,7 +183,9 @@ def jit_train_epoch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
 
   @chex.assert_max_traces(n=1)
   def epoch(state, data, index, key):
-    return train_epoch(state, data, index, key, config.mdn.done_weight, config.mdn.hidden_size)
+    m = config.mdn
+    return train_epoch(state, data, index, key, m.done_weight, m.done_positive_weight,
+                       m.hidden_size)
 
   return jax.jit(epoch, in_shardings=(replicated, replicated, streams, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
