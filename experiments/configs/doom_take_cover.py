@@ -6,9 +6,10 @@ entirely inside M's dream at tau = 1.15, then scored in the real game over 100 e
 
 Paper values: 10,000 random-policy episodes (a random action held 1..10 frames, episodes under
 100 frames dropped, at most 2100 frames); V with z = 64; M with 512 LSTM units, the restart
-flag, a done head (BCE with deaths weighted 10x), one action input (-1 / 0 / 1), 500-step chunks, batch 100,
-lr 1e-3 decayed 0.99999 per step, 20 epochs; C = tanh(W [z, c, h]) without bias (1088
-parameters) in thirds; CMA-ES with population 64 x 16 rollouts, sigma 0.1, weight decay 0.01.
+flag, a done head (BCE with deaths weighted 10x), one action input (-1 / 0 / 1), 500-step
+chunks, batch 100, lr 1e-3 decayed 0.99999 per step, 20 epochs; C = tanh(W [z, c, h]) without
+bias (1088 parameters) in thirds; CMA-ES with population 64 x 16 rollouts, sigma 0.1, weight
+decay 0.01.
 A GPU (or TPU) job: M's dream runs 1024 episodes of up to 2100 steps per generation.
 """
 
