@@ -15,7 +15,7 @@ and tau 1.15 are the paper's.
 Why M's chunks: a batch of 100 streams x 500 steps is 50,000 steps, so the paper's 20 epochs
 over 600 episodes (189,344 steps) are only ~60 Adam steps (over 10,000 episodes: ~1,260). With
 100-step chunks and 40 epochs M takes ~720 steps (648 s here): NLL 0.953 and done BCE 0.041
-against 1.018 and 0.082 with the paper's chunks, and a random policy's dream lifetime at tau
+(weighted as the loss) against 1.018 and 0.082 with the paper's chunks, and a random policy's dream lifetime at tau
 1.15 falls from 1456 +- 772 steps (48 of 100 reaching 2,100) to 374 +- 221 (real game: 231 +-
 112; 100 dream episodes each, measured).
 """

@@ -142,7 +142,7 @@ def chunk_loss(params, carry, batch, apply_fn, done_weight: float, done_positive
     # probability passes 1 / (1 + weight), so rare deaths still end the thresholded dream.
     bce = jnp.mean((1.0 + (done_positive_weight - 1.0) * terminals) *
                    optax.sigmoid_binary_cross_entropy(mixture.done_logits, terminals))
-    metrics['done_bce'] = bce
+    metrics['done_bce'] = bce  # As weighted in the loss.
     loss = loss + done_weight * bce
   if mixture.rewards is not None:
     reward_mse = jnp.mean(jnp.square(mixture.rewards - batch['rewards']))
