@@ -13,10 +13,10 @@ episodes capped at 1,000 steps while training (the real game still runs to 2,100
 M (512 units, deaths weighted 10x in its done loss), C (1088 parameters) and tau 1.15 are the
 paper's.
 
-Why longer holds: holding left reaches the wall in ~62 frames. With holds of 1..10 frames, 12
-of 40 random episodes reach a wall and 4.9% of their frames are at one (30 of 40 and 11.9% with
-1..30; ViZDoom's position, measured), and 600 such episodes left M's dream exploitable: holding
-left lived 1720 +- 614 dream steps against 205 in the real game, and C learned to do that (real
+Why longer holds: holding left reaches the wall in 62-66 frames. With holds of 1..10 frames,
+12 of 40 random episodes reach a wall and 4.9% of their frames are at one (30 of 40 and 11.9%
+with 1..30; ViZDoom's position, measured), and 600 such episodes left M's dream exploitable:
+holding left lived 1720 +- 614 dream steps against 205 in the real game, and C learned to do that (real
 score 301.0 +- 64.4). With 1..30, constant actions live 137 / 344 / 223 dream steps (left /
 no-op / right; real game 205 / 176 / 180) and C scores 667.8 +- 396.7 (README).
 
