@@ -119,8 +119,10 @@ def test_games_in_this_process_match_games_in_workers(doom):
 
 
 def test_spaces_and_errors():
-  assert isinstance(HostEnv('DoomTakeCover', 0).action_space(), spaces.Discrete)
-  box = HostEnv('CarRacing-v3', 0).action_space()
+  doom, carracing = HostEnv('DoomTakeCover', 0), HostEnv('CarRacing-v3', 0)
+  assert isinstance(doom.action_space(), spaces.Discrete) and doom.num_actions == 3
+  box = carracing.action_space()
+  assert carracing.num_actions == 3
   np.testing.assert_array_equal(box.low, [-1, 0, 0])
   np.testing.assert_array_equal(box.high, [1, 1, 1])
   with pytest.raises(ValueError, match="No host environment 'Pong'"):

@@ -205,7 +205,9 @@ class HostEnv(environment.Environment):
 
   @property
   def num_actions(self) -> int:
-    return games.DoomTakeCover.num_actions if self.game_name == 'DoomTakeCover' else 3
+    """Discrete actions, or the length of a continuous action."""
+    space = self.action_space()
+    return space.n if isinstance(space, spaces.Discrete) else space.shape[0]
 
   def action_space(self, params=None):
     if self.game_name == 'DoomTakeCover':
