@@ -18,7 +18,9 @@ Why longer holds: holding left reaches the wall in 62-66 frames. With holds of 1
 with 1..30; ViZDoom's position, measured), and 600 such episodes left M's dream exploitable:
 holding left lived 1720 +- 614 dream steps against 205 in the real game, and C learned to do that (real
 score 301.0 +- 64.4). With 1..30, constant actions live 137 / 344 / 223 dream steps (left /
-no-op / right; real game 205 / 176 / 180) and C scores 667.8 +- 396.7 (README).
+no-op / right; real game 205 / 176 / 180) and C scores 667.8 +- 396.7 (README). C at tau 1.30
+(704.0 +- 404.6) or on dream episodes of up to 2,100 steps (711.1 +- 419.7, twice C's time)
+scores the same within noise.
 
 Why M's chunks: a batch of 100 streams x 500 steps is 50,000 steps, so the paper's 20 epochs
 over 600 episodes (~190,000 steps) are only ~60 Adam steps (over 10,000 episodes: ~1,260).
