@@ -103,3 +103,35 @@ def _with_epochs(config, epochs):
   config = config.copy_and_resolve_references()
   config.mdn.num_epochs = epochs
   return config
+
+
+def test_done_detection_counts_fires_at_deaths_and_elsewhere(latent_workdir):
+  config = small_config()
+  data, lengths = mdn.load_sequences(latent_workdir, mdn.make_action_features(config))
+  model = mdn.make_model(config, data.actions.shape[-1])
+  params = mdn.create_train_state(config, data.actions.shape[-1], jax.random.PRNGKey(0)).params
+  # A plain loop over single unpadded episodes; batches of 5 leave a padded remainder.
+  starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+  steps = [slice(start, start + length) for start, length in zip(starts, lengths)]
+  logits = [np.asarray(model.apply({'params': params}, data.mu[None, s], data.actions[None, s],
+                                   data.restarts[None, s])[1].done_logits[0]) for s in steps]
+  threshold = float(np.median(np.concatenate(logits)))  # Splits the untrained head's logits.
+  deaths = recalled = fired = others = 0
+  for s, logit in zip(steps, logits):
+    fires, terminal = logit > threshold, data.terminals[s] > 0
+    deaths += terminal[-1]
+    recalled += terminal[-1] and fires[-1]
+    fired += np.sum(fires & ~terminal)
+    others += np.sum(~terminal)
+  result = mdn.done_detection(model, params, data, lengths, threshold, batch_size=5)
+  assert result['deaths'] == deaths > 0
+  assert result['death_recall'] == pytest.approx(recalled / deaths)
+  assert result['false_fire_rate'] == pytest.approx(fired / others)
+  assert 0.2 < result['false_fire_rate'] < 0.8
+
+  for bias, expected in ((50.0, 1.0), (-50.0, 0.0)):
+    head = dict(params['rnn']['head'])
+    head['bias'] = head['bias'].at[-1].set(bias)  # The done logit is the head's last output.
+    shifted = {**params, 'rnn': {**params['rnn'], 'head': head}}
+    result = mdn.done_detection(model, shifted, data, lengths)
+    assert result['death_recall'] == result['false_fire_rate'] == expected

@@ -96,6 +96,42 @@ def load_sequences(workdir: str, features, round_index: int = 0) -> tuple[Sequen
   ), lengths
 
 
+def done_detection(model: MDNRNN, params, data: Sequences, lengths: np.ndarray,
+                   threshold: float = 0.0, batch_size: int = 64) -> dict[str, float]:
+  """How M's done head, run over real episodes (z = mu, teacher-forced), would end the dream.
+
+  `data` and `lengths` as `load_sequences` returns them. A step "fires" where the done logit
+  exceeds `threshold` (the dream's: 0). Returns the number of episodes that end in a death, the
+  fraction of them whose last step fires (`death_recall`) and the fraction of the other steps
+  that fire (`false_fire_rate`).
+  """
+  if not model.predict_done:
+    raise ValueError('done_detection needs an M with a done head (mdn.predict_done=True).')
+  starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+  longest = int(lengths.max())
+  apply = jax.jit(lambda z, a, r: model.apply({'params': params}, z, a, r)[1].done_logits)
+  deaths = recalled = fired = others = 0
+  for first in range(0, len(lengths), batch_size):
+    episodes = range(first, min(first + batch_size, len(lengths)))
+
+    def padded(x):  # [batch, longest, ...], zeros after each episode's end.
+      out = np.zeros((batch_size, longest) + x.shape[1:], np.float32)
+      for row, e in enumerate(episodes):
+        out[row, :lengths[e]] = x[starts[e]:starts[e] + lengths[e]]
+      return out
+    fires = np.asarray(apply(padded(data.mu), padded(data.actions), padded(data.restarts))) > threshold
+    terminals = padded(data.terminals) > 0
+    valid = np.arange(longest)[None] < np.array([lengths[e] for e in episodes] +
+                                                [0] * (batch_size - len(episodes)))[:, None]
+    last = [(row, lengths[e] - 1) for row, e in enumerate(episodes)]
+    deaths += sum(terminals[row, t] for row, t in last)
+    recalled += sum(terminals[row, t] and fires[row, t] for row, t in last)
+    fired += np.sum(fires & valid & ~terminals)
+    others += np.sum(valid & ~terminals)
+  return {'deaths': int(deaths), 'death_recall': float(recalled / max(deaths, 1)),
+          'false_fire_rate': float(fired / max(others, 1))}
+
+
 def epoch_index(lengths: np.ndarray, num_streams: int, chunk_length: int, seed: int,
                 epoch: int) -> np.ndarray:
   """Shuffled episodes, end to end, cut into [num_streams, chunks, chunk_length] flat indices."""
