@@ -108,28 +108,23 @@ def done_detection(model: MDNRNN, params, data: Sequences, lengths: np.ndarray,
   if not model.predict_done:
     raise ValueError('done_detection needs an M with a done head (mdn.predict_done=True).')
   starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-  longest = int(lengths.max())
-  apply = jax.jit(lambda z, a, r: model.apply({'params': params}, z, a, r)[1].done_logits)
-  deaths = recalled = fired = others = 0
+  time = np.arange(int(lengths.max()))
+  apply = jax.jit(lambda p, z, a, r: model.apply({'params': p}, z, a, r)[1].done_logits)
+  fires = np.zeros(len(data.terminals), bool)  # Per flat step.
   for first in range(0, len(lengths), batch_size):
-    episodes = range(first, min(first + batch_size, len(lengths)))
-
-    def padded(x):  # [batch, longest, ...], zeros after each episode's end.
-      out = np.zeros((batch_size, longest) + x.shape[1:], np.float32)
-      for row, e in enumerate(episodes):
-        out[row, :lengths[e]] = x[starts[e]:starts[e] + lengths[e]]
-      return out
-    fires = np.asarray(apply(padded(data.mu), padded(data.actions), padded(data.restarts))) > threshold
-    terminals = padded(data.terminals) > 0
-    valid = np.arange(longest)[None] < np.array([lengths[e] for e in episodes] +
-                                                [0] * (batch_size - len(episodes)))[:, None]
-    last = [(row, lengths[e] - 1) for row, e in enumerate(episodes)]
-    deaths += sum(terminals[row, t] for row, t in last)
-    recalled += sum(terminals[row, t] and fires[row, t] for row, t in last)
-    fired += np.sum(fires & valid & ~terminals)
-    others += np.sum(valid & ~terminals)
-  return {'deaths': int(deaths), 'death_recall': float(recalled / max(deaths, 1)),
-          'false_fire_rate': float(fired / max(others, 1))}
+    # The last batch wraps around to the first episodes: one compiled shape.
+    episodes = np.arange(first, first + batch_size) % len(lengths)
+    valid = time[None] < lengths[episodes][:, None]  # [batch, longest]
+    # Steps past an episode's end read step 0: M is causal, and their outputs are dropped.
+    index = np.where(valid, starts[episodes][:, None] + time[None], 0)
+    logits = apply(params, data.mu[index], data.actions[index], data.restarts[index])
+    fires[index[valid]] = np.asarray(logits)[valid] > threshold
+  terminals = np.asarray(data.terminals) > 0
+  last = starts + lengths - 1
+  deaths = int(terminals[last].sum())
+  return {'deaths': deaths,
+          'death_recall': float((terminals & fires)[last].sum() / max(deaths, 1)),
+          'false_fire_rate': float(fires[~terminals].mean())}
 
 
 def epoch_index(lengths: np.ndarray, num_streams: int, chunk_length: int, seed: int,
