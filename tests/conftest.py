@@ -108,6 +108,17 @@ def vqvae_workdir(clip_workdir, tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
+def reference_vqvae_workdir(clip_workdir, tmp_path_factory):
+  """`vqvae_workdir` with codes relative to frame 3 (model.reference_frame)."""
+  from wm_jax.train import vqvae
+  workdir = str(tmp_path_factory.mktemp('reference_vqvae'))
+  config = tiny_vqvae_config(clip_workdir)
+  config.model.reference_frame = 3
+  vqvae.train_and_evaluate(config, workdir)
+  return workdir
+
+
+@pytest.fixture(scope='session')
 def latent_workdir(rollout_workdir, tmp_path_factory):
   """A workdir with the small rollouts, a (briefly) trained V and the encoded latents."""
   from wm_jax.data.collect import rollouts_path

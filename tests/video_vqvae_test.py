@@ -29,6 +29,45 @@ def test_shapes_for_each_downsampling(downsample, latent):
   assert np.isfinite(float(loss)) and float(loss) >= float(reconstruction)
 
 
+def test_reference_frame_codes_carry_only_the_change():
+  model = small((2, 2, 2), reference_frame=3)
+  videos = jax.random.uniform(jax.random.key(0), (2, 8, 16, 16, 3), minval=-0.5, maxval=0.5)
+  variables = model.init(jax.random.key(1), videos)
+  reconstructions, quantized = model.apply(variables, videos)
+  reference = videos[:, 3]
+  decoded = model.apply(variables, quantized.codes, reference, method=VideoVQVAE.decode_codes)
+  np.testing.assert_allclose(decoded, reconstructions, atol=1e-5)
+  # The decoder's output is added to the reference frame: with a zero last layer, every frame
+  # decodes to it.
+  decoder = dict(variables['params']['decoder'])
+  last = max((k for k in decoder if k.startswith('UpConv3D')), key=lambda k: int(k.split('_')[1]))
+  decoder[last] = jax.tree.map(jnp.zeros_like, decoder[last])
+  zeroed = {**variables, 'params': {**variables['params'], 'decoder': decoder}}
+  reconstructions, _ = model.apply(zeroed, videos)
+  np.testing.assert_array_equal(reconstructions, jnp.broadcast_to(reference[:, None], videos.shape))
+  with pytest.raises(ValueError, match=r'reference_frame=3 decodes relative.*\[B, H, W, 3\]'):
+    model.apply(variables, quantized.codes, method=VideoVQVAE.decode_codes)
+  with pytest.raises(ValueError, match=r'reference_frame=3 must lie in \[0, 2\)'):
+    model.init(jax.random.key(1), videos[:, :2])
+
+
+@pytest.mark.parametrize('reference_frame', [None, 3])
+def test_the_encoder_sees_the_reference_frame_beside_every_frame(reference_frame):
+  """Without attention, the last latent step of 16 frames reads frames 9..15 only; with
+  reference_frame=3 it reads frame 3 too."""
+  model = small((2, 2, 2), attention=False, reference_frame=reference_frame)
+  videos = jax.random.uniform(jax.random.key(0), (1, 16, 16, 16, 3), minval=-0.5, maxval=0.5)
+  variables = model.init(jax.random.key(1), videos)
+
+  def latents(v):
+    _, state = model.apply(variables, v, method=VideoVQVAE.encode,
+                           capture_intermediates=lambda m, _: m.name == 'pre_quantize')
+    return state['intermediates']['pre_quantize']['__call__'][0]
+  changed = latents(videos.at[:, 3].set(0.0)) - latents(videos)
+  assert float(jnp.abs(changed[:, 1]).max()) > 0  # Frame 3's own latent step (frames 2, 3).
+  assert (float(jnp.abs(changed[:, -1]).max()) > 0) == (reference_frame is not None)
+
+
 def test_bad_video_shapes_are_named():
   model = small((2, 2, 2))
   with pytest.raises(ValueError, match=r'\[B, T, H, W, 3\]'):

@@ -92,7 +92,10 @@ def test_trains_predicts_and_resumes_where_a_straight_run_ends(vqvae_workdir, cl
   jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(interrupted))
 
 
-def test_predictions_do_not_see_the_frames_after_the_context(vqvae_workdir, clip_workdir):
+@pytest.mark.parametrize('vqvae_fixture', ['vqvae_workdir', 'reference_vqvae_workdir'])
+def test_predictions_do_not_see_the_frames_after_the_context(vqvae_fixture, clip_workdir,
+                                                             request):
+  vqvae_workdir = request.getfixturevalue(vqvae_fixture)
   config = tiny_config(vqvae_workdir, clip_workdir)
   prior = videogpt.Prior(config, videogpt.FrozenVQVAE(vqvae_workdir))
   rng = np.random.default_rng(0)
@@ -120,7 +123,7 @@ def test_actions_are_the_ones_that_led_to_each_latent_steps_frames():
     videogpt.action_condition(np.zeros((1, 4, 3), np.float32), 2, 2)
 
 
-def test_bad_settings_are_named(vqvae_workdir, clip_workdir, tmp_path):
+def test_bad_settings_are_named(vqvae_workdir, reference_vqvae_workdir, clip_workdir, tmp_path):
   config = tiny_config(vqvae_workdir, clip_workdir)
   config.vqvae.workdir = str(tmp_path / 'none')
   with pytest.raises(FileNotFoundError, match='vqvae.workdir'):
@@ -138,6 +141,13 @@ def test_bad_settings_are_named(vqvae_workdir, clip_workdir, tmp_path):
     with pytest.raises(ValueError, match=match):  # Before any training.
       videogpt.train_and_evaluate(config, str(tmp_path / 'c'))
     assert not os.path.exists(tmp_path / 'c' / 'checkpoints')
+  # A VQ-VAE that decodes relative to frame 3 needs it in the context.
+  config = tiny_config(reference_vqvae_workdir, clip_workdir)
+  config.predict.context_frames = 2
+  config.model.cond_frames = 0
+  with pytest.raises(ValueError, match='model.reference_frame'):
+    videogpt.train_and_evaluate(config, str(tmp_path / 'd'))
+  assert not os.path.exists(tmp_path / 'd' / 'checkpoints')
   # The VQ-VAE's clip shape and latent grid are the prior's: read from the VQ-VAE run.
   frozen = videogpt.FrozenVQVAE(vqvae_workdir)
   assert frozen.video_shape == (8, 32, 32, 3) and frozen.latent_shape == (4, 8, 8)

@@ -36,6 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.attention = False  # Paper: no attention for Moving MNIST.
   config.model.position_embeddings = True
   config.model.conv_impl = 'folded'  # or 'xla': same math (wm_jax/models/strided_conv3d.py).
+  # Not in the paper: codes relative to this frame of each clip (None: the paper's VQ-VAE); see
+  # wm_jax/models/video_vqvae.py and experiments/configs/vqvae_cartpole.py.
+  config.model.reference_frame = ml_collections.config_dict.placeholder(int)
 
   config.train = ml_collections.ConfigDict()
   config.train.learning_rate = 7e-4  # Paper: 7e-4 (authors' code: 3e-4).

@@ -13,6 +13,13 @@ Video [B, T, H, W, C] in [-0.5, 0.5] -> encoder -> 1x1x1 conv to `code_dim` -> E
   encoder (kernel 4, ReLU between, C channels out).
 Convolutions pad so that a stride-s axis of length n becomes n / s ("same" padding, the
 remainder k - s split with the extra element first); the strided ones are in strided_conv3d.py.
+
+`reference_frame` (not in the paper; None = the paper's model) makes the codes relative to one
+frame r of the clip: the encoder sees frame r beside every frame (channels concatenated), the
+decoder's input gets a 2D encoding of frame r added at every latent step, and the decoder's
+output is added to frame r. Codes then carry what differs from frame r, so an unchanged
+background costs nothing to reconstruct; used for VideoGPT as a world model, where r is the
+last context frame (experiments/configs/vqvae_cartpole.py).
 """
 
 from __future__ import annotations
@@ -118,6 +125,21 @@ class Decoder(nn.Module):
     return x
 
 
+class ReferenceEncoder(nn.Module):
+  """A frame [B, H, W, C] -> [B, 1, H / d_h, W / d_w, hidden]: kernel-4 stride-2 convolutions
+  (ReLU between) down to the latent grid, then a kernel-3 convolution."""
+  hidden: int
+  downsample: Sequence[int]  # (d_h, d_w)
+
+  @nn.compact
+  def __call__(self, frame: jax.Array) -> jax.Array:
+    x = frame
+    for strides in stride_schedule(self.downsample):
+      padding = [(1, 1) if s == 2 else (2, 1) for s in strides]  # "Same", as the 3D convs.
+      x = nn.relu(nn.Conv(self.hidden, (4, 4), strides, padding=padding)(x))
+    return nn.Conv(self.hidden, (3, 3), padding='SAME')(x)[:, None]
+
+
 class VideoVQVAE(nn.Module):
   """videos [B, T, H, W, C] in [-0.5, 0.5] -> (reconstructions, `Quantized`)."""
   hidden: int = 240
@@ -131,6 +153,7 @@ class VideoVQVAE(nn.Module):
   position_embeddings: bool = True  # The paper's; the authors' code has none in the VQ-VAE.
   conv_impl: str = 'folded'  # How strided convs compute (same math): see strided_conv3d.py.
   axis_name: str | None = None  # Set inside shard_map/pmap: codebook statistics are psum'd.
+  reference_frame: int | None = None  # Codes relative to this frame of the clip (see above).
 
   def setup(self):
     self.encoder = Encoder(self.hidden, self.residual_units, self.num_res_layers, self.downsample,
@@ -141,24 +164,50 @@ class VideoVQVAE(nn.Module):
     self.decoder = Decoder(self.hidden, self.residual_units, self.num_res_layers, self.downsample,
                            self.channels, self.attention, self.position_embeddings,
                            self.conv_impl)
+    if self.reference_frame is not None:
+      self.reference_encoder = ReferenceEncoder(self.hidden, tuple(self.downsample[1:]))
 
   def encode(self, videos: jax.Array, train: bool = False) -> Quantized:
-    check_videos(videos, self.downsample, self.channels)
+    check_videos(videos, self.downsample, self.channels, self.reference_frame)
+    if self.reference_frame is not None:
+      reference = jnp.broadcast_to(videos[:, self.reference_frame:self.reference_frame + 1],
+                                   videos.shape)
+      videos = jnp.concatenate([videos, reference], axis=-1)
     return self.codebook(self.pre_quantize(self.encoder(videos, train)), update=train)
 
-  def decode_codes(self, codes: jax.Array) -> jax.Array:
-    """codes [B, T', H', W'] int -> videos [B, T, H, W, C] (inference: running BN statistics)."""
+  def decode(self, vectors: jax.Array, reference: jax.Array | None, train: bool) -> jax.Array:
+    """Code vectors [B, T', H', W', code_dim] (and, with `reference_frame`, that frame
+    [B, H, W, C]) -> videos [B, T, H, W, C]."""
+    x = self.post_quantize(vectors)
+    if self.reference_frame is None:
+      return self.decoder(x, train)
+    if reference is None or reference.shape[1:] != (
+        *(self.downsample[i] * vectors.shape[i + 1] for i in (1, 2)), self.channels):
+      raise ValueError(f'A VQ-VAE with reference_frame={self.reference_frame} decodes relative '
+                       f'to that frame: pass it as [B, H, W, {self.channels}], got '
+                       f'{None if reference is None else reference.shape}.')
+    x = x + self.reference_encoder(reference)
+    return reference[:, None] + self.decoder(x, train)
+
+  def decode_codes(self, codes: jax.Array, reference: jax.Array | None = None) -> jax.Array:
+    """codes [B, T', H', W'] int (and the reference frame [B, H, W, C] when `reference_frame`
+    is set) -> videos [B, T, H, W, C] (inference: running BN statistics)."""
     vectors = self.codebook.variables['codebook']['codes'][codes]
-    return self.decoder(self.post_quantize(vectors), False)
+    return self.decode(vectors, reference, False)
 
   def __call__(self, videos: jax.Array, train: bool = False):
     quantized = self.encode(videos, train)
-    return self.decoder(self.post_quantize(quantized.quantized), train), quantized
+    reference = None if self.reference_frame is None else videos[:, self.reference_frame]
+    return self.decode(quantized.quantized, reference, train), quantized
 
 
-def check_videos(videos: jax.Array, downsample: Sequence[int], channels: int = 3) -> None:
+def check_videos(videos: jax.Array, downsample: Sequence[int], channels: int = 3,
+                 reference_frame: int | None = None) -> None:
   if videos.ndim != 5 or videos.shape[-1] != channels:
     raise ValueError(f'Expected videos [B, T, H, W, {channels}], got shape {videos.shape}.')
+  if reference_frame is not None and not 0 <= reference_frame < videos.shape[1]:
+    raise ValueError(f'reference_frame={reference_frame} must lie in [0, {videos.shape[1]}) '
+                     f'(the clip has T={videos.shape[1]} frames).')
   for size, factor, name in zip(videos.shape[1:4], downsample, 'THW'):
     if size % factor:
       raise ValueError(f'{name}={size} is not divisible by its downsample factor {factor} '

@@ -10,7 +10,7 @@
 - every `train.eval_every` steps: bits/dim, the test cross-entropy in bits per latent code, on
   the first `eval.num_clips` test clips;
 - at the end: `samples.num_videos` sampled videos (samples.gif, samples.png; conditioned on test
-  clips when the prior is conditional), their FVD against test clips when `eval.fvd_trials` > 0,
+  clips when the prior is conditional or the VQ-VAE decodes relative to a reference frame), their FVD against test clips when `eval.fvd_trials` > 0,
   and, with `predict.context_frames` > 0, future frames predicted from context frames and the
   clip's actions, scored by PSNR/SSIM per horizon against the truth and against repeating the
   last context frame (predictions.png).
@@ -240,6 +240,8 @@ def generate(prior: Prior, params, vqvae_variables, batch: dict[str, jax.Array],
   first prefix_steps * frames_per_step frames) and only the rest is drawn. The encoder is not
   causal in time (its convolutions and attention span neighbouring frames), so the context is
   encoded with the frames after it replaced by its last frame: no code reads a future frame.
+  A VQ-VAE with `reference_frame` r decodes relative to the batch's frame r (in the context:
+  `check_settings`).
   """
   vqvae = prior.vqvae.model
   c, frames = prior.conditions(batch)
@@ -253,7 +255,11 @@ def generate(prior: Prior, params, vqvae_variables, batch: dict[str, jax.Array],
     prefix = codes[:, :prefix_steps].reshape(batch_size, -1)
   codes = sample_codes(prior.model, params, codebook_vectors(vqvae_variables), key, batch_size,
                        c, frames, prefix, temperature, top_k)
-  return jnp.clip(vqvae.apply(vqvae_variables, codes, method=VideoVQVAE.decode_codes), -0.5, 0.5)
+  reference = None
+  if vqvae.reference_frame is not None:
+    reference = video_lib.to_model_range(videos[:, vqvae.reference_frame])
+  return jnp.clip(vqvae.apply(vqvae_variables, codes, reference,
+                              method=VideoVQVAE.decode_codes), -0.5, 0.5)
 
 
 def sample_videos(prior: Prior, params, batches, key: jax.Array, prefix_steps: int,
@@ -399,6 +405,11 @@ def check_settings(config: ml_collections.ConfigDict, prior: Prior) -> None:
   if e.fvd_trials and not 2 <= e.fvd_videos <= s.num_videos:
     raise ValueError(f'eval.fvd_videos={e.fvd_videos} must lie in [2, samples.num_videos='
                      f'{s.num_videos}]: FVD compares that many samples with as many test clips.')
+  reference = prior.vqvae.model.reference_frame
+  if p.context_frames and reference is not None and reference >= p.context_frames:
+    raise ValueError(f'The VQ-VAE decodes relative to frame {reference} (its '
+                     f'model.reference_frame), which lies after predict.context_frames='
+                     f'{p.context_frames}: predictions would see the future.')
   if p.context_frames:
     frames = prior.vqvae.video_shape[0]
     if p.context_frames % prior.frames_per_step or p.context_frames < prior.cond_frames:

@@ -50,7 +50,7 @@ def make_model(config: ml_collections.ConfigDict) -> VideoVQVAE:
                     num_res_layers=m.num_res_layers, num_codes=m.num_codes, code_dim=m.code_dim,
                     downsample=tuple(m.downsample), channels=config.data.channels,
                     attention=m.attention, position_embeddings=m.position_embeddings,
-                    conv_impl=m.conv_impl)
+                    conv_impl=m.conv_impl, reference_frame=m.get('reference_frame'))
 
 
 def video_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
