@@ -37,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.position_embeddings = True
   config.model.conv_impl = 'folded'  # or 'xla': same math (wm_jax/models/strided_conv3d.py).
   # Not in the paper: codes relative to this frame of each clip (None: the paper's VQ-VAE); see
-  # wm_jax/models/video_vqvae.py and experiments/configs/vqvae_cartpole.py.
+  # wm_jax/models/video_vqvae.py and the README's CartPole world model.
   config.model.reference_frame = ml_collections.config_dict.placeholder(int)
 
   config.train = ml_collections.ConfigDict()

@@ -17,9 +17,9 @@ remainder k - s split with the extra element first); the strided ones are in str
 `reference_frame` (not in the paper; None = the paper's model) makes the codes relative to one
 frame r of the clip: the encoder sees frame r beside every frame (channels concatenated), the
 decoder's input gets a 2D encoding of frame r added at every latent step, and the decoder's
-output is added to frame r. Codes then carry what differs from frame r, so an unchanged
-background costs nothing to reconstruct; used for VideoGPT as a world model, where r is the
-last context frame (experiments/configs/vqvae_cartpole.py).
+output is added to frame r. Codes can then carry what differs from frame r, so an unchanged
+background costs nothing to reconstruct. Meant for VideoGPT as a world model (r = the last
+context frame); on pixel CartPole it has so far only learned to copy frame r (README).
 """
 
 from __future__ import annotations
