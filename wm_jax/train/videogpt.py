@@ -10,10 +10,10 @@
 - every `train.eval_every` steps: bits/dim, the test cross-entropy in bits per latent code, on
   the first `eval.num_clips` test clips;
 - at the end: `samples.num_videos` sampled videos (samples.gif, samples.png; conditioned on test
-  clips when the prior is conditional or the VQ-VAE decodes relative to a reference frame), their FVD against test clips when `eval.fvd_trials` > 0,
-  and, with `predict.context_frames` > 0, future frames predicted from context frames and the
-  clip's actions, scored by PSNR/SSIM per horizon against the truth and against repeating the
-  last context frame (predictions.png).
+  clips when the prior is conditional or the VQ-VAE decodes relative to a reference frame),
+  their FVD against test clips when `eval.fvd_trials` > 0, and, with `predict.context_frames`
+  > 0, future frames predicted from context frames and the clip's actions, scored by PSNR/SSIM
+  per horizon against the truth and against repeating the last context frame (predictions.png).
 Orbax checkpoints hold the TrainState and the grain iterator's position, so a killed run resumes
 and ends where an uninterrupted run would. results.json holds the final scores.
 """
@@ -408,8 +408,9 @@ def check_settings(config: ml_collections.ConfigDict, prior: Prior) -> None:
   reference = prior.vqvae.model.reference_frame
   if p.context_frames and reference is not None and reference >= p.context_frames:
     raise ValueError(f'The VQ-VAE decodes relative to frame {reference} (its '
-                     f'model.reference_frame), which lies after predict.context_frames='
-                     f'{p.context_frames}: predictions would see the future.')
+                     f'model.reference_frame), which is not among the first '
+                     f'predict.context_frames={p.context_frames} frames (the context): '
+                     'predictions would see the future.')
   if p.context_frames:
     frames = prior.vqvae.video_shape[0]
     if p.context_frames % prior.frames_per_step or p.context_frames < prior.cond_frames:
