@@ -1,6 +1,6 @@
-"""DoomTakeCover sized to finish on a 2-core CPU within 2 hours (92 min measured): the paper's
-pipeline (C trained only in M's dream at tau = 1.30, then scored in the real game over 100
-episodes) on fewer episodes, fewer V steps and a smaller CMA-ES budget.
+"""DoomTakeCover sized to finish on a 2-core CPU within 2 hours (92 min, stages measured): the
+paper's pipeline (C trained only in M's dream at tau = 1.30, then scored in the real game over
+100 episodes) on fewer episodes, fewer V steps and a smaller CMA-ES budget.
 
   python -m experiments.world_models --config=experiments/configs/doom_take_cover_small.py \
       --workdir=runs/doom_small
@@ -21,8 +21,8 @@ that (real score 301.0 +- 64.4). With 1..30, constant actions live 137 / 344 / 2
 (left / no-op / right; real game 205 / 176 / 180).
 
 Why 2,000 episodes: on 600 (M 40 epochs) C scored 667.8 +- 396.7, and 704.0 / 711.1 at tau
-1.30 / a 2,100-step training cap; M's done head caught 42% of C's real deaths. On 2,000 (this
-config) at tau 1.15: 754.0 +- 456.1 in the run's evaluation, 719.2 +- 480.4 on 100 further
+1.30 / a 2,100-step training cap; M's done head caught 42% of C's real deaths. On 2,000
+episodes at tau 1.15: 754.0 +- 456.1 in the run's evaluation, 719.2 +- 480.4 on 100 further
 episodes, with the dream so easy that CMA-ES's best candidates all sat at the 1,000-step cap;
 at tau 1.30 (this config): 819.5 +- 438.1, and 814.0 +- 453.3 on 100 further episodes (README).
 
