@@ -27,7 +27,7 @@ import numpy as np
 
 KERNEL = 4
 # Per stride: the padding of a kernel-4 "same" convolution, (front, back).
-_DOWN_PADDING = {1: (2, 1), 2: (1, 1)}
+DOWN_PADDING = {1: (2, 1), 2: (1, 1)}
 
 
 def _check_strides(strides: Sequence[int]) -> None:
@@ -61,7 +61,7 @@ class DownConv3D(nn.Module):
     _check_strides(self.strides)
     channels = x.shape[-1]
     kernel, bias = _parameters(self, channels, self.features)
-    padding = [_DOWN_PADDING[s] for s in self.strides]
+    padding = [DOWN_PADDING[s] for s in self.strides]
     if self.impl == 'xla':
       return _conv(x, kernel, padding, tuple(self.strides)) + bias
     x = jnp.pad(x, [(0, 0), *padding, (0, 0)])

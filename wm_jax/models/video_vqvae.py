@@ -33,7 +33,7 @@ import jax.numpy as jnp
 
 from wm_jax.models.axial_attention import AxialBlock
 from wm_jax.models.codebook import EMACodebook, Quantized
-from wm_jax.models.strided_conv3d import DownConv3D, UpConv3D
+from wm_jax.models.strided_conv3d import DOWN_PADDING, DownConv3D, UpConv3D
 
 
 def conv3d(features: int, kernel: int, use_bias: bool = True) -> nn.Conv:
@@ -135,7 +135,7 @@ class ReferenceEncoder(nn.Module):
   def __call__(self, frame: jax.Array) -> jax.Array:
     x = frame
     for strides in stride_schedule(self.downsample):
-      padding = [(1, 1) if s == 2 else (2, 1) for s in strides]  # "Same", as the 3D convs.
+      padding = [DOWN_PADDING[s] for s in strides]
       x = nn.relu(nn.Conv(self.hidden, (4, 4), strides, padding=padding)(x))
     return nn.Conv(self.hidden, (3, 3), padding='SAME')(x)[:, None]
 
