@@ -33,18 +33,20 @@ def test_reference_frame_codes_carry_only_the_change():
   model = small((2, 2, 2), reference_frame=3)
   videos = jax.random.uniform(jax.random.key(0), (2, 8, 16, 16, 3), minval=-0.5, maxval=0.5)
   variables = model.init(jax.random.key(1), videos)
-  reconstructions, quantized = model.apply(variables, videos)
   reference = videos[:, 3]
-  decoded = model.apply(variables, quantized.codes, reference, method=VideoVQVAE.decode_codes)
-  np.testing.assert_allclose(decoded, reconstructions, atol=1e-5)
-  # The decoder's output is added to the reference frame: with a zero last layer, every frame
-  # decodes to it.
+  # The decoder's last layer starts at zero: a new model reconstructs every frame as frame 3.
+  reconstructions, quantized = model.apply(variables, videos)
+  np.testing.assert_array_equal(reconstructions, jnp.broadcast_to(reference[:, None], videos.shape))
+  # Once that layer has weights, its output is added to frame 3, from codes alone.
   decoder = dict(variables['params']['decoder'])
   last = max((k for k in decoder if k.startswith('UpConv3D')), key=lambda k: int(k.split('_')[1]))
-  decoder[last] = jax.tree.map(jnp.zeros_like, decoder[last])
-  zeroed = {**variables, 'params': {**variables['params'], 'decoder': decoder}}
-  reconstructions, _ = model.apply(zeroed, videos)
-  np.testing.assert_array_equal(reconstructions, jnp.broadcast_to(reference[:, None], videos.shape))
+  decoder[last] = {**decoder[last], 'kernel': jax.random.normal(
+      jax.random.key(2), decoder[last]['kernel'].shape) * 0.1}
+  variables = {**variables, 'params': {**variables['params'], 'decoder': decoder}}
+  reconstructions, quantized = model.apply(variables, videos)
+  assert float(jnp.abs(reconstructions - reference[:, None]).max()) > 1e-2
+  decoded = model.apply(variables, quantized.codes, reference, method=VideoVQVAE.decode_codes)
+  np.testing.assert_allclose(decoded, reconstructions, atol=1e-5)
   with pytest.raises(ValueError, match=r'reference_frame=3 decodes relative.*\[B, H, W, 3\]'):
     model.apply(variables, quantized.codes, method=VideoVQVAE.decode_codes)
   with pytest.raises(ValueError, match=r'reference_frame=3 must lie in \[0, 2\)'):

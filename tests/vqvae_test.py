@@ -141,3 +141,16 @@ def test_paper_configs_build_the_paper_models(name):
   state = jax.eval_shape(lambda: vqvae.create_train_state(config, jax.random.PRNGKey(0)))
   assert sum(x.size for x in jax.tree.leaves(state.params)) == PAPER_PARAMETERS[name]
   assert config.data.name in vqvae.video_lib.SOURCES
+
+
+@pytest.mark.parametrize('variant', ['reference', 'paper'])
+def test_cartpole_config_variants(variant):
+  from experiments.configs import videogpt_cartpole, vqvae_cartpole
+  config = vqvae_cartpole.get_config(variant)
+  check_keys(config, vqvae_moving_digits.get_config())
+  if variant == 'paper':
+    assert config.model.reference_frame is None and config.train.data_variance == 0.06
+  else:  # Decoded relative to the last frame the world model's prior is given.
+    assert config.model.reference_frame == videogpt_cartpole.get_config().predict.context_frames - 1
+  with pytest.raises(ValueError, match="'reference' or 'paper'"):
+    vqvae_cartpole.get_config('bair')

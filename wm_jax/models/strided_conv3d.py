@@ -18,7 +18,7 @@ phases vs 0.09 s by matmul. Both impls are selectable (`conv_impl`) and tested e
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -42,11 +42,11 @@ def _conv(x: jax.Array, kernel: jax.Array, padding, strides=(1, 1, 1)) -> jax.Ar
   return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=_DIMENSIONS)
 
 
-def _parameters(module: nn.Module, in_features: int, out_features: int):
+def _parameters(module: nn.Module, in_features: int, out_features: int,
+                kernel_init=nn.initializers.lecun_normal()):
   if module.impl not in ('folded', 'xla'):
     raise ValueError(f"The strided conv impl must be 'folded' or 'xla', got {module.impl!r}.")
-  kernel = module.param('kernel', nn.initializers.lecun_normal(),
-                        (KERNEL, KERNEL, KERNEL, in_features, out_features))
+  kernel = module.param('kernel', kernel_init, (KERNEL, KERNEL, KERNEL, in_features, out_features))
   return kernel, module.param('bias', nn.initializers.zeros, (out_features,))
 
 
@@ -83,11 +83,12 @@ class UpConv3D(nn.Module):
   features: int
   strides: Sequence[int]
   impl: str = 'folded'
+  kernel_init: Callable = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     _check_strides(self.strides)
-    kernel, bias = _parameters(self, x.shape[-1], self.features)
+    kernel, bias = _parameters(self, x.shape[-1], self.features, self.kernel_init)
     if self.impl == 'xla':
       return jax.lax.conv_transpose(x, kernel, tuple(self.strides), 'SAME',
                                     dimension_numbers=_DIMENSIONS) + bias

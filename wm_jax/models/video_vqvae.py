@@ -18,8 +18,10 @@ remainder k - s split with the extra element first); the strided ones are in str
 frame r of the clip: the encoder sees frame r beside every frame (channels concatenated), the
 decoder's input gets a 2D encoding of frame r added at every latent step, and the decoder's
 output is added to frame r. Codes can then carry what differs from frame r, so an unchanged
-background costs nothing to reconstruct. Meant for VideoGPT as a world model (r = the last
-context frame); on pixel CartPole it has so far only learned to copy frame r (README).
+background costs nothing to reconstruct. The decoder's last layer starts at zero (a new model
+copies frame r), and the loss should divide by the variance of x - x_r, not of x
+(`train.data_variance`; experiments/configs/vqvae_cartpole.py). Meant for VideoGPT as a world
+model, r = the last context frame (README's CartPole world model).
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class Decoder(nn.Module):
   attention: bool = True
   position_embeddings: bool = True
   conv_impl: str = 'folded'
+  zero_output: bool = False  # Start the last layer at zero: the decoder first outputs 0.
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -120,7 +123,8 @@ class Decoder(nn.Module):
     schedule = stride_schedule(self.upsample)
     for i, strides in enumerate(schedule):
       last = i == len(schedule) - 1
-      x = UpConv3D(self.channels if last else self.hidden, strides, self.conv_impl)(x)
+      init = nn.initializers.zeros if last and self.zero_output else nn.initializers.lecun_normal()
+      x = UpConv3D(self.channels if last else self.hidden, strides, self.conv_impl, init)(x)
       x = x if last else nn.relu(x)
     return x
 
@@ -163,7 +167,7 @@ class VideoVQVAE(nn.Module):
     self.post_quantize = conv3d(self.hidden, 1)
     self.decoder = Decoder(self.hidden, self.residual_units, self.num_res_layers, self.downsample,
                            self.channels, self.attention, self.position_embeddings,
-                           self.conv_impl)
+                           self.conv_impl, zero_output=self.reference_frame is not None)
     if self.reference_frame is not None:
       self.reference_encoder = ReferenceEncoder(self.hidden, tuple(self.downsample[1:]))
 
