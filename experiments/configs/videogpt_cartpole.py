@@ -1,6 +1,7 @@
 """VideoGPT as an action-conditioned world model of pixel CartPole, sized for a 2-core CPU.
 
-The prior models the 4x16x16 codes of the VQ-VAE of experiments/configs/vqvae_cartpole.py,
+The prior models the 4x16x16 codes of the VQ-VAE of experiments/configs/vqvae_cartpole.py
+(by default codes relative to frame 7, the last context frame, from which predictions decode),
 each latent step (4 frames) conditioned through conditional LayerNorm on the one-hot actions
 that led to its frames. Prediction keeps the codes of the first 8 frames (the context) and
 samples the rest given the clip's actions; the predicted frames are scored against the true
