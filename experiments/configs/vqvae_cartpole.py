@@ -16,10 +16,10 @@ Not in the paper, by default: codes relative to frame 7, the last context frame 
 model's predictions (`model.reference_frame`, wm_jax/models/video_vqvae.py). The decoder then
 reconstructs x - x_7, whose variance on these clips is 0.00078 (measured over 320 training
 clips), not the frames' 0.015, so `train.data_variance` is 0.0008, not the authors' 0.06
-(which leaves the reconstruction term ~20x smaller than for whole frames, next to the same
-commitment loss). A run with 0.06, before the decoder's last layer started at zero, only ever
-copied frame 7 (README). `--config=experiments/configs/vqvae_cartpole.py:paper` is the paper's
-VQ-VAE (no reference frame, data variance 0.06).
+(which leaves the reconstruction term ~20x smaller than for whole frames, beside an unchanged
+commitment weight). A run with 0.06, before the decoder's last layer started at zero, only
+ever copied frame 7 (README). `--config=experiments/configs/vqvae_cartpole.py:paper` is the
+paper's VQ-VAE (no reference frame, data variance 0.06).
 """
 
 from experiments.configs import vqvae_moving_digits
