@@ -114,6 +114,27 @@ def test_predictions_do_not_see_the_frames_after_the_context(vqvae_fixture, clip
   assert not np.array_equal(predict(batch), predict(context))
 
 
+def test_a_prediction_of_several_draws_is_their_pixel_mean(vqvae_workdir, clip_workdir):
+  config = tiny_config(vqvae_workdir, clip_workdir)
+  prior = videogpt.Prior(config, videogpt.FrozenVQVAE(vqvae_workdir))
+  rng = np.random.default_rng(0)
+  batches = [{'video': rng.integers(0, 256, (2, 8, 32, 32, 3), np.uint8),
+              'actions': rng.integers(0, 2, (2, 8)).astype(np.int32)} for _ in range(2)]
+  params = prior.init(jax.random.PRNGKey(0), batches[0])
+  params['output_proj']['kernel'] = jax.random.normal(jax.random.PRNGKey(1),
+                                                      params['output_proj']['kernel'].shape)
+  key = jax.random.PRNGKey(2)
+  draws = [np.concatenate([videogpt.generate(prior, params, prior.vqvae.variables, batch,
+                                             jax.random.fold_in(key, k * 2 + i), prefix_steps=2)
+                           for i, batch in enumerate(batches)]) for k in range(3)]
+  assert not np.array_equal(draws[0], draws[1])
+  to_uint8 = lambda v: np.round((v + 0.5) * 255).astype(np.uint8)
+  mean = videogpt.sample_videos(prior, params, batches, key, 2, 1.0, 0, num_samples=3)
+  np.testing.assert_array_equal(mean, to_uint8((draws[0] + draws[1] + draws[2]) / 3))
+  single = videogpt.sample_videos(prior, params, batches, key, 2, 1.0, 0)
+  np.testing.assert_array_equal(single, to_uint8(draws[0]))
+
+
 def test_actions_are_the_ones_that_led_to_each_latent_steps_frames():
   actions = np.array([[1, 0, 1, 1]])
   c = np.asarray(videogpt.action_condition(actions, 2, 2))
@@ -134,13 +155,18 @@ def test_bad_settings_are_named(vqvae_workdir, reference_vqvae_workdir, clip_wor
     prior.conditions({'video': np.zeros((2, 8, 32, 32, 3), np.uint8)})
   for key, value, match in (('predict.context_frames', 3, 'predict.context_frames'),
                             ('predict.horizons', (1, 5), 'predict.horizons'),
-                            ('eval.fvd_trials', 1, 'eval.fvd_videos')):
+                            ('eval.fvd_trials', 1, 'eval.fvd_videos'),
+                            ('predict.num_samples', 0, 'predict.num_samples')):
     config = tiny_config(vqvae_workdir, clip_workdir)
     section, name = key.split('.')
     config[section][name] = value
     with pytest.raises(ValueError, match=match):  # Before any training.
       videogpt.train_and_evaluate(config, str(tmp_path / 'c'))
     assert not os.path.exists(tmp_path / 'c' / 'checkpoints')
+  config = tiny_config(vqvae_workdir, clip_workdir)
+  config.predict.top_k, config.predict.num_samples = 1, 2  # Greedy draws are all the same.
+  with pytest.raises(ValueError, match='predict.num_samples'):
+    videogpt.train_and_evaluate(config, str(tmp_path / 'e'))
   # A VQ-VAE that decodes relative to frame 3 needs it in the context.
   config = tiny_config(reference_vqvae_workdir, clip_workdir)
   config.predict.context_frames = 2

@@ -75,4 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.predict.num_clips = 64
   config.predict.temperature = 1.0
   config.predict.top_k = 0  # 1 = the most likely code at every position (greedy).
+  # > 1: each prediction is the pixel mean of that many sampled futures (the prior's expected
+  # video, the least squared error under the prior; blurred where the draws disagree).
+  config.predict.num_samples = 1
   return config

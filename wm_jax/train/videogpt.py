@@ -12,8 +12,9 @@
 - at the end: `samples.num_videos` sampled videos (samples.gif, samples.png; conditioned on test
   clips when the prior is conditional or the VQ-VAE decodes relative to a reference frame),
   their FVD against test clips when `eval.fvd_trials` > 0, and, with `predict.context_frames`
-  > 0, future frames predicted from context frames and the clip's actions, scored by PSNR/SSIM
-  per horizon against the truth and against repeating the last context frame (predictions.png).
+  > 0, future frames predicted from context frames and the clip's actions (greedy, one draw, or
+  the pixel mean of `predict.num_samples` draws), scored by PSNR/SSIM per horizon against the
+  truth and against repeating the last context frame (predictions.png).
 Orbax checkpoints hold the TrainState and the grain iterator's position, so a killed run resumes
 and ends where an uninterrupted run would. results.json holds the final scores.
 """
@@ -263,10 +264,19 @@ def generate(prior: Prior, params, vqvae_variables, batch: dict[str, jax.Array],
 
 
 def sample_videos(prior: Prior, params, batches, key: jax.Array, prefix_steps: int,
-                  temperature: float, top_k: int) -> np.ndarray:
-  """uint8 videos [N, T, H, W, C] generated for each batch of `batches` (the conditioning)."""
-  videos = [generate(prior, params, prior.vqvae.variables, batch, jax.random.fold_in(key, i),
-                     prefix_steps, temperature, top_k) for i, batch in enumerate(batches)]
+                  temperature: float, top_k: int, num_samples: int = 1) -> np.ndarray:
+  """uint8 videos [N, T, H, W, C] generated for each batch of `batches` (the conditioning).
+
+  With `num_samples` > 1 each video is the pixel mean of that many draws (draw k of batch i
+  with fold_in(key, k * len(batches) + i)): the Monte-Carlo estimate of the prior's expected
+  video, the prediction with the least expected squared error under the prior.
+  """
+  videos = []
+  for i, batch in enumerate(batches):
+    draws = [generate(prior, params, prior.vqvae.variables, batch,
+                      jax.random.fold_in(key, k * len(batches) + i), prefix_steps, temperature,
+                      top_k) for k in range(num_samples)]
+    videos.append(sum(draws) / num_samples)
   return np.round((np.concatenate(jax.device_get(videos)) + 0.5) * 255).astype(np.uint8)
 
 
@@ -421,6 +431,9 @@ def check_settings(config: ml_collections.ConfigDict, prior: Prior) -> None:
       raise ValueError(f'predict.horizons={tuple(p.horizons)} must lie in [1, '
                        f'{frames - p.context_frames}]: the clip has {frames} frames, '
                        f'{p.context_frames} of them context.')
+    if p.num_samples < 1 or (p.num_samples > 1 and p.top_k == 1):
+      raise ValueError(f'predict.num_samples={p.num_samples} must be 1, or more with sampling '
+                       f'(predict.top_k={p.top_k}; 1 is greedy, whose draws are all the same).')
     if p.num_clips < e.batch_size:
       raise ValueError(f'predict.num_clips={p.num_clips} must be at least eval.batch_size='
                        f'{e.batch_size}.')
@@ -448,7 +461,8 @@ def _sample_and_score(config, prior: Prior, params, workdir: str, log,
   if p.context_frames:
     batches = _first(_clips(config, vqvae, 'test', e.batch_size), p.num_clips // e.batch_size)
     predicted = sample_videos(prior, params, batches, predict_key,
-                              p.context_frames // prior.frames_per_step, p.temperature, p.top_k)
+                              p.context_frames // prior.frames_per_step, p.temperature, p.top_k,
+                              p.num_samples)
     truth = np.concatenate([b['video'] for b in batches])
     reconstructed = np.concatenate([jax.device_get(vqvae_lib.reconstruct(
         vqvae.model.apply, vqvae.variables, b['video'])['reconstructions']) for b in batches])
