@@ -14,10 +14,16 @@ ones 1, 4 and 8 frames after the context, beside repeating the last context fram
   python -m experiments.train_videogpt --config=experiments/configs/videogpt_cartpole.py \
       --workdir=runs/videogpt_cartpole
 
-Predictions are greedy (the most likely code at each position), the usual choice when frames
-are scored against one true future; `--config.predict.top_k=0` samples instead. The context
-reaches the prior as its own codes (the prefix); `model.cond_frames=8` adds the
-paper's cross-attention to a 3D ResNet over the context frames, at about twice the cost here.
+Each prediction is the pixel mean of 16 sampled futures (`predict.num_samples`), the prior's
+expected video: frames are scored against one true future by squared error, which the mean
+minimises under the prior (measured, README: better than greedy or one draw at every horizon,
+blurred where the draws disagree). `--config.predict.top_k=1 --config.predict.num_samples=1`
+is greedy (the most likely code at each position); `--config.predict.num_samples=1` one draw.
+Training: 1,600 steps without dropout (the authors' 0.2 left the prior less fitted after as
+many steps: test bits/dim 1.209 against 1.047; a run sees 12,800 clips, under one pass over the
+windows of the training episodes). The context reaches the prior as its own codes (the prefix);
+`model.cond_frames=8` adds the paper's cross-attention to a 3D ResNet over the context frames,
+whose 64x64 frames make a training step ~24x slower on this CPU (45 s, measured).
 """
 
 from experiments.configs import videogpt_moving_digits
@@ -33,5 +39,7 @@ def get_config():
   config.samples.num_videos = 8
   config.predict.context_frames = 8
   config.predict.num_clips = 64
-  config.predict.top_k = 1  # Greedy: the most likely future (--config.predict.top_k=0 samples).
+  config.model.dropout = 0.0
+  config.train.num_steps = 1600
+  config.predict.num_samples = 16  # Drawn with plain softmax sampling (top_k 0, temperature 1).
   return config
