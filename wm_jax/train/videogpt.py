@@ -273,10 +273,12 @@ def sample_videos(prior: Prior, params, batches, key: jax.Array, prefix_steps: i
   """
   videos = []
   for i, batch in enumerate(batches):
-    draws = [generate(prior, params, prior.vqvae.variables, batch,
-                      jax.random.fold_in(key, k * len(batches) + i), prefix_steps, temperature,
-                      top_k) for k in range(num_samples)]
-    videos.append(sum(draws) / num_samples)
+    total = 0.0  # A running sum: one draw on the device at a time.
+    for k in range(num_samples):
+      total = total + generate(prior, params, prior.vqvae.variables, batch,
+                               jax.random.fold_in(key, k * len(batches) + i), prefix_steps,
+                               temperature, top_k)
+    videos.append(total / num_samples)
   return np.round((np.concatenate(jax.device_get(videos)) + 0.5) * 255).astype(np.uint8)
 
 
