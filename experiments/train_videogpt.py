@@ -15,9 +15,9 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments.configs import videogpt_moving_digits
-from wm_jax.config import check_keys
-from wm_jax.train import videogpt
+from wm_jax.prior_lib.configs import videogpt_moving_digits
+from wm_jax.common.config import check_keys
+from wm_jax.videogpt import prior as prior_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(__file__), 'configs', 'videogpt_moving_digits.py'),
@@ -33,7 +33,7 @@ def main(argv):
   config = _CONFIG.value
   check_keys(config, videogpt_moving_digits.get_config(),
              'experiments/configs/videogpt_moving_digits.py')
-  results = videogpt.train_and_evaluate(config, _WORKDIR.value)
+  results = prior_lib.train_and_evaluate(config, _WORKDIR.value)
   print('results:', json.dumps(results))
 
 

@@ -14,9 +14,9 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments.configs import vqvae_moving_digits
-from wm_jax.config import check_keys
-from wm_jax.train import vqvae
+from wm_jax.videogpt.configs import vqvae_moving_digits
+from wm_jax.common.config import check_keys
+from wm_jax.videogpt import vqvae
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(__file__), 'configs', 'vqvae_moving_digits.py'),

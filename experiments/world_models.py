@@ -16,10 +16,10 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments.configs import default
-from wm_jax.config import check_keys
+from wm_jax.world_models.configs import default
+from wm_jax.common.config import check_keys
 from wm_jax.data.collect import collect_dataset
-from wm_jax.train import controller, evaluate, iterate, mdn, vae
+from wm_jax.world_models.stages import controller, evaluate, iterate, mdn, vae
 
 STAGES = {
     'collect': collect_dataset,

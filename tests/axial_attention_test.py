@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wm_jax.models.axial_attention import AxialAttention, AxialBlock
+from wm_jax.videogpt.models.axial_attention import AxialAttention, AxialBlock
 
 B, T, H, W, C, HEADS = 2, 3, 4, 5, 8, 2
 

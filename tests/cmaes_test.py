@@ -8,8 +8,8 @@ from evosax.algorithms import CMA_ES
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from wm_jax.models.controller import LinearController
-from wm_jax.train.cmaes import episode_return, make_generation, run_generations, strong_types
+from wm_jax.world_models.models.controller import LinearController
+from wm_jax.world_models.cmaes import episode_return, make_generation, run_generations, strong_types
 
 A = jnp.array([[1.0, 0.5], [-0.3, 0.9]])
 

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wm_jax.models.codebook import EMACodebook
+from wm_jax.videogpt.models.codebook import EMACodebook
 
 K, D = 4, 3
 

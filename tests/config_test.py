@@ -1,7 +1,7 @@
 import pytest
 
-from experiments.configs import default
-from wm_jax.config import check_keys, check_same, fingerprint
+from wm_jax.world_models.configs import default
+from wm_jax.common.config import check_keys, check_same, fingerprint
 
 
 def test_default_config_passes():
@@ -30,5 +30,5 @@ def test_check_same_lists_differences():
                                   'carracing_dream'])
 def test_world_models_configs_use_known_keys(name):
   import importlib
-  config = importlib.import_module(f'experiments.configs.{name}').get_config()
+  config = importlib.import_module(f'wm_jax.world_models.configs.{name}').get_config()
   check_keys(config, default.get_config())

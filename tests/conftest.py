@@ -20,7 +20,7 @@ def _fresh_trace_counters():
 
 def small_config():
   """The default config, shrunk so that a stage runs in seconds on a CPU."""
-  from experiments.configs import default
+  from wm_jax.world_models.configs import default
   config = default.get_config()
   config.collect.num_episodes = 24
   config.collect.max_steps = 60
@@ -74,7 +74,7 @@ def clip_workdir(tmp_path_factory):
 
 def tiny_vqvae_config(workdir):
   """A VQ-VAE on 8-frame 32x32 clips of the rollouts in `workdir`: 4x8x8 codes of 32."""
-  from experiments.configs import vqvae_moving_digits
+  from wm_jax.videogpt.configs import vqvae_moving_digits
   config = vqvae_moving_digits.get_config()
   config.data.name = 'world_models'
   config.data.data_dir = workdir
@@ -101,7 +101,7 @@ def tiny_vqvae_config(workdir):
 @pytest.fixture(scope='session')
 def vqvae_workdir(clip_workdir, tmp_path_factory):
   """A VQ-VAE run of `tiny_vqvae_config` (4 steps)."""
-  from wm_jax.train import vqvae
+  from wm_jax.videogpt import vqvae
   workdir = str(tmp_path_factory.mktemp('vqvae'))
   vqvae.train_and_evaluate(tiny_vqvae_config(clip_workdir), workdir)
   return workdir
@@ -110,7 +110,7 @@ def vqvae_workdir(clip_workdir, tmp_path_factory):
 @pytest.fixture(scope='session')
 def reference_vqvae_workdir(clip_workdir, tmp_path_factory):
   """`vqvae_workdir` with codes relative to frame 3 (model.reference_frame)."""
-  from wm_jax.train import vqvae
+  from wm_jax.videogpt import vqvae
   workdir = str(tmp_path_factory.mktemp('reference_vqvae'))
   config = tiny_vqvae_config(clip_workdir)
   config.model.reference_frame = 3
@@ -122,7 +122,7 @@ def reference_vqvae_workdir(clip_workdir, tmp_path_factory):
 def latent_workdir(rollout_workdir, tmp_path_factory):
   """A workdir with the small rollouts, a (briefly) trained V and the encoded latents."""
   from wm_jax.data.collect import rollouts_path
-  from wm_jax.train import vae
+  from wm_jax.world_models.stages import vae
   workdir = str(tmp_path_factory.mktemp('latents'))
   shutil.copytree(rollouts_path(rollout_workdir), rollouts_path(workdir))
   vae.train_and_evaluate(small_config(), workdir)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from gymnax.environments import spaces
 
-from wm_jax.models.controller import (LinearController, action_size, carracing_action,
+from wm_jax.world_models.models.controller import (LinearController, action_size, carracing_action,
                                       doom_action, gymnax_action, make_controller)
 
 

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wm_jax.models.conv_vae import (ConvVAE, MatmulConvTranspose, gaussian_kl, sample_latent,
+from wm_jax.world_models.models.conv_vae import (ConvVAE, MatmulConvTranspose, gaussian_kl, sample_latent,
                                     vae_loss)
 
 

@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 from gymnax.environments import spaces
 
-from wm_jax.envs.dream import DreamEnv, DreamParams
-from wm_jax.models.mdn_rnn import MDNRNN, mdn_step
+from wm_jax.world_models.dream import DreamEnv, DreamParams
+from wm_jax.world_models.models.mdn_rnn import MDNRNN, mdn_step
 
 Z, H = 4, 8
 

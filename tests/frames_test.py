@@ -3,7 +3,7 @@ import pytest
 
 from wm_jax.data.collect import rollouts_path
 from wm_jax.data.episodes import open_episodes
-from wm_jax.data.frames import check_frames, frame_batches
+from wm_jax.world_models.frames import check_frames, frame_batches
 
 
 def test_check_frames_accepts_good_frames():

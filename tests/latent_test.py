@@ -2,12 +2,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wm_jax.envs.latent import LatentEnv, LatentParams
+from wm_jax.world_models.latent_env import LatentEnv, LatentParams
 from wm_jax.envs.pixels import make_pixel_env
-from wm_jax.models.controller import LinearController, make_policy
-from wm_jax.models.conv_vae import ConvVAE
-from wm_jax.models.mdn_rnn import MDNRNN
-from wm_jax.train.cmaes import episode_return
+from wm_jax.world_models.models.controller import LinearController, make_policy
+from wm_jax.world_models.models.conv_vae import ConvVAE
+from wm_jax.world_models.models.mdn_rnn import MDNRNN
+from wm_jax.world_models.cmaes import episode_return
 
 Z, H, MAX_STEPS = 8, 16, 60
 

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wm_jax.models.mdn_rnn import MDNRNN, MixtureOutput, mixture_log_prob, sample_mixture
+from wm_jax.world_models.models.mdn_rnn import MDNRNN, MixtureOutput, mixture_log_prob, sample_mixture
 
 
 def count_params(model, batch=1, steps=2):

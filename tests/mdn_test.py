@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from wm_jax.models.mdn_rnn import MixtureOutput
-from wm_jax.train import mdn, vae
+from wm_jax.world_models.models.mdn_rnn import MixtureOutput
+from wm_jax.world_models.stages import mdn, vae
 
 
 def test_action_inputs():
@@ -23,7 +23,7 @@ def test_action_inputs():
     ('carracing', 3, 422_368)])
 def test_paper_configs_build_the_papers_m(name, action_size, count):
   import importlib
-  config = importlib.import_module(f'experiments.configs.{name}').get_config()
+  config = importlib.import_module(f'wm_jax.world_models.configs.{name}').get_config()
   assert mdn.input_action_size(config) == action_size
   model = mdn.make_model(config, action_size)
   params = jax.eval_shape(model.init, jax.random.key(0),

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wm_jax.models import sparse_attention
+from wm_jax.videogpt.models import sparse_attention
 
 
 def _qkv(length, heads=2, dim=8, seed=0):

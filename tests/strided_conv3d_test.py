@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wm_jax.models.strided_conv3d import DownConv3D, UpConv3D
+from wm_jax.videogpt.models.strided_conv3d import DownConv3D, UpConv3D
 
 STRIDES = [(2, 2, 2), (2, 1, 1), (1, 2, 2), (1, 1, 1)]
 

@@ -10,8 +10,9 @@ import pytest
 from conftest import small_config
 from wm_jax.data import episodes as episodes_lib
 from wm_jax.data.collect import rollouts_path
-from wm_jax.models.conv_vae import ConvVAE, vae_loss
-from wm_jax.train import common, vae
+from wm_jax.world_models.models.conv_vae import ConvVAE, vae_loss
+from wm_jax.common import training
+from wm_jax.world_models.stages import vae
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def test_killed_run_resumes_to_the_same_parameters(workdir, tmp_path_factory, mo
   with pytest.raises(_Killed):
     vae.train_and_evaluate(config, workdir)
   monkeypatch.undo()
-  manager = common.checkpoint_manager(os.path.join(workdir, 'vae', 'checkpoints'),
+  manager = training.checkpoint_manager(os.path.join(workdir, 'vae', 'checkpoints'),
                                       vae.vae_fingerprint(config))
   assert manager.latest_step() in (2, 4)  # Died mid-run; resumes from its last checkpoint.
   resumed = vae.train_and_evaluate(config, workdir)
@@ -119,7 +120,7 @@ import sys
 import jax
 import numpy as np
 from conftest import small_config
-from wm_jax.train import vae
+from wm_jax.world_models.stages import vae
 assert jax.device_count() == 2, jax.devices()
 config = small_config()
 config.mesh.data = 2

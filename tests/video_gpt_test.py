@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wm_jax.models.frame_encoder import FrameEncoder
-from wm_jax.models.video_gpt import ConditionalLayerNorm, VideoGPT, sample_codes
+from wm_jax.videogpt.models.frame_encoder import FrameEncoder
+from wm_jax.videogpt.models.video_gpt import ConditionalLayerNorm, VideoGPT, sample_codes
 
 SHAPE = (4, 8, 8)  # 256 codes: a 4 x 2 grid of 32-token blocks.
 CODES, CODE_DIM = 32, 8

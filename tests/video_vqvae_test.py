@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wm_jax.models.video_vqvae import VideoVQVAE, vqvae_loss
+from wm_jax.videogpt.models.video_vqvae import VideoVQVAE, vqvae_loss
 
 
 def small(downsample, **kwargs):

@@ -11,18 +11,18 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from experiments.configs import vqvae_moving_digits
-from wm_jax.config import check_keys
+from wm_jax.videogpt.configs import vqvae_moving_digits
+from wm_jax.common.config import check_keys
 from conftest import tiny_vqvae_config as tiny_config
-from wm_jax.train import vqvae
+from wm_jax.videogpt import vqvae
 
 
 def _params(workdir, config):
-  manager = vqvae.common.checkpoint_manager(os.path.join(workdir, 'checkpoints'),
+  manager = vqvae.training.checkpoint_manager(os.path.join(workdir, 'checkpoints'),
                                             vqvae.vqvae_fingerprint(config))
   state = vqvae.create_train_state(config, jax.random.PRNGKey(0))
   restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(vqvae.common.abstract(state))))
+      state=ocp.args.StandardRestore(vqvae.training.abstract(state))))
   return restored['state']
 
 
@@ -74,7 +74,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from conftest import tiny_vqvae_config as tiny_config
-from wm_jax.train import vqvae
+from wm_jax.videogpt import vqvae
 assert jax.device_count() == 2
 config = tiny_config(sys.argv[1])
 config.train.num_steps = 1
@@ -136,7 +136,7 @@ PAPER_PARAMETERS = {'vqvae_bair': 14_336_787,
 
 @pytest.mark.parametrize('name', sorted(PAPER_PARAMETERS))
 def test_paper_configs_build_the_paper_models(name):
-  config = importlib.import_module(f'experiments.configs.{name}').get_config()
+  config = importlib.import_module(f'wm_jax.videogpt.configs.{name}').get_config()
   check_keys(config, vqvae_moving_digits.get_config())
   state = jax.eval_shape(lambda: vqvae.create_train_state(config, jax.random.PRNGKey(0)))
   assert sum(x.size for x in jax.tree.leaves(state.params)) == PAPER_PARAMETERS[name]
@@ -145,7 +145,7 @@ def test_paper_configs_build_the_paper_models(name):
 
 @pytest.mark.parametrize('variant', ['reference', 'paper'])
 def test_cartpole_config_variants(variant):
-  from experiments.configs import videogpt_cartpole, vqvae_cartpole
+  from wm_jax.videogpt.configs import videogpt_cartpole, vqvae_cartpole
   config = vqvae_cartpole.get_config(variant)
   check_keys(config, vqvae_moving_digits.get_config())
   if variant == 'paper':

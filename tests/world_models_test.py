@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import small_config
 from experiments import world_models
 from wm_jax.data import episodes as episodes_lib
-from wm_jax.train import controller, evaluate, iterate, mdn, vae
+from wm_jax.world_models.stages import controller, evaluate, iterate, mdn, vae
 
 
 def copy_workdir(source, tmp_path_factory, name):

@@ -26,10 +26,10 @@ from evosax.algorithms import CMA_ES
 from gymnax.environments import spaces
 
 from experiments.benchmarks.common import measured_matmul_flops, report
-from wm_jax.envs.dream import DreamEnv, DreamParams
-from wm_jax.models.controller import LinearController, doom_action
-from wm_jax.models.mdn_rnn import MDNRNN
-from wm_jax.train.cmaes import make_generation, strong_types
+from wm_jax.world_models.dream import DreamEnv, DreamParams
+from wm_jax.world_models.models.controller import LinearController, doom_action
+from wm_jax.world_models.models.mdn_rnn import MDNRNN
+from wm_jax.world_models.cmaes import make_generation, strong_types
 
 _POPULATION = flags.DEFINE_integer('population', 64, 'CMA-ES population (paper: 64).')
 _ROLLOUTS = flags.DEFINE_integer('rollouts', 16, 'Dream rollouts per candidate (paper: 16).')

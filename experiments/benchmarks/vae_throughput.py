@@ -16,8 +16,9 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from experiments.benchmarks.common import measured_matmul_flops, median_step_seconds, report
-from experiments.configs import default
-from wm_jax.train import common, vae
+from wm_jax.world_models.configs import default
+from wm_jax.common import training
+from wm_jax.world_models.stages import vae
 
 _BATCH = flags.DEFINE_integer('batch_size', 100, 'Images per step (paper: 100).')
 _Z = flags.DEFINE_integer('z_size', 32, 'Latent size (paper: 32 CarRacing, 64 Doom).')
@@ -34,12 +35,12 @@ def main(argv):
   config.vae.z_size = _Z.value
   config.vae.transposed_conv = _DECONV.value
   config.vae.dtype = _DTYPE.value
-  mesh = common.make_mesh(config.mesh.data)
+  mesh = training.make_mesh(config.mesh.data)
   state = jax.device_put(vae.create_train_state(config, jax.random.PRNGKey(0)),
-                         common.replicated(mesh))
+                         training.replicated(mesh))
   frames = jax.device_put(
       jax.random.randint(jax.random.key(1), (_BATCH.value, 64, 64, 3), 0, 256, jnp.int32
-                         ).astype(jnp.uint8), common.data_sharding(mesh, _BATCH.value))
+                         ).astype(jnp.uint8), training.data_sharding(mesh, _BATCH.value))
   step = vae.jit_train_step(config, mesh)
   executed_flops = float(step.lower(state, frames).compile().cost_analysis()['flops'])
   reference = config.copy_and_resolve_references()

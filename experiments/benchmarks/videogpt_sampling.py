@@ -28,8 +28,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments.benchmarks.common import measured_matmul_flops, report
-from wm_jax.models.video_gpt import sample_codes
-from wm_jax.train import videogpt
+from wm_jax.prior_lib.models.video_gpt import sample_codes
+from wm_jax.videogpt import prior as prior_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs',
@@ -57,7 +57,7 @@ def main(argv):
   length, batch = math.prod(latent), config.data.batch_size
   if m.cond_frames:
     raise app.UsageError('The benchmark times the unconditioned prior: set model.cond_frames=0.')
-  model = videogpt.make_model(config, latent, _NUM_CODES.value)
+  model = prior_lib.make_model(config, latent, _NUM_CODES.value)
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
   codebook = jax.random.normal(keys[0], (_NUM_CODES.value, _CODE_DIM.value))
   codes = jax.random.randint(keys[1], (batch, *latent), 0, _NUM_CODES.value)

@@ -20,7 +20,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments.benchmarks.common import measured_matmul_flops, median_step_seconds, report
-from wm_jax.train import common, vqvae
+from wm_jax.common import training
+from wm_jax.videogpt import vqvae
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs',
@@ -40,10 +41,10 @@ def main(argv):
   del argv
   config = _CONFIG.value
   batch = config.data.batch_size
-  mesh = common.make_mesh(config.mesh.data)
+  mesh = training.make_mesh(config.mesh.data)
   videos = jax.device_put(
       jax.random.randint(jax.random.key(1), (batch, *vqvae.video_shape(config)), 0, 256,
-                         jnp.int32).astype(jnp.uint8), common.data_sharding(mesh, batch))
+                         jnp.int32).astype(jnp.uint8), training.data_sharding(mesh, batch))
   executed_flops = _step_flops(config, mesh, videos)
   reference = config.copy_and_resolve_references()
   with reference.unlocked():
@@ -51,7 +52,7 @@ def main(argv):
   flops_per_step = _step_flops(reference, mesh, videos)
 
   state = jax.device_put(vqvae.create_train_state(config, jax.random.PRNGKey(0)),
-                         common.replicated(mesh))
+                         training.replicated(mesh))
   step = vqvae.jit_train_step(config, mesh)
   seconds = median_step_seconds(step, state, videos, _STEPS.value)
   peak = measured_matmul_flops()

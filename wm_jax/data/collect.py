@@ -32,7 +32,7 @@ import numpy as np
 import tqdm
 from flax import struct
 
-from wm_jax.config import check_same, fingerprint
+from wm_jax.common.config import check_same, fingerprint
 from wm_jax.data.episodes import is_complete, read_metadata, write_episodes
 from wm_jax.envs import games
 from wm_jax.envs.pixels import HOST_ENVS, make_pixel_env

@@ -12,7 +12,7 @@ or reordered.
 
 Differences from a JAX-native environment, all enforced:
 - No auto-reset: a terminated episode's later steps are free no-ops that return its last frame
-  with reward 0 and done (`wm_jax.train.cmaes.rollout` counts up to the first done anyway). The
+  with reward 0 and done (`wm_jax.world_models.cmaes.rollout` counts up to the first done anyway). The
   time limit is the caller's (`is_truncated`; a wrapper's own limit governs a wrapper): the game
   is stepped until it terminates or the rollout ends. `step_without_reset` provides the same for wrappers (`LatentEnv`).
 - One batch of episodes at a time: a reset starts a new batch (of the vmapped size) and steps

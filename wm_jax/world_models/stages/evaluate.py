@@ -1,0 +1,155 @@
+"""The last stage: C (of the last round) scored in the real environment and the dream, a random
+baseline, pictures.
+
+Writes to the workdir:
+- `results.json`: mean, std, min and max return over `evaluate.num_episodes` episodes of C in
+  the real environment (pixels through V and M), of C in the dream (at `controller.temperature`),
+  and of a uniformly random policy in the real environment; plus the temperature and episode cap.
+- `curves.png`: V's loss, M's loss, and C's population, dream and real returns over training
+  (every round of the iterative procedure).
+- `dream_vs_real.gif`: a dream episode decoded by V's decoder (left) beside a real episode
+  (right), both driven by C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import matplotlib
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from wm_jax.common.config import fingerprint
+from wm_jax.world_models.models.conv_vae import ConvVAE
+from wm_jax.common import training
+from wm_jax.world_models.cmaes import rollout
+from wm_jax.world_models.stages.controller import (build_world, controller_fingerprint, make_scorer,
+                                     restore_controller)
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+
+
+def summarize(returns: jax.Array) -> dict[str, float]:
+  returns = np.asarray(returns, np.float64)
+  return {'mean': float(returns.mean()), 'std': float(returns.std()),
+          'min': float(returns.min()), 'max': float(returns.max()), 'episodes': len(returns)}
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Scores the trained C and writes results.json, curves.png and dream_vs_real.gif."""
+  workdir = os.path.abspath(workdir)
+  path = os.path.join(workdir, 'results.json')
+  last_round = config.iterative.rounds - 1
+  meta = controller_fingerprint(config, last_round)
+  meta.update(fingerprint(config, ('controller', 'evaluate')))
+  if os.path.exists(path):
+    with open(path) as f:
+      results = json.load(f)
+    if results['config'] == meta:  # Already evaluated with this configuration.
+      return results
+  e = config.evaluate
+  world = build_world(config, workdir, last_round)
+  theta = restore_controller(config, workdir, world.template, last_round)
+  key = jax.random.fold_in(jax.random.key(config.seed), 4)
+  key_real, key_dream, key_random, key_gif = jax.random.split(key, 4)
+  dream_params = world.dream_params.replace(max_steps_in_episode=e.max_steps)
+  pixel_env = world.real.env
+  pixel_params = world.real_params.env_params.replace(max_steps_in_episode=e.max_steps)
+  space = pixel_env.action_space(pixel_params)
+
+  def random_policy(params, observation, key):
+    return space.sample(key)
+
+  def scores(env, env_params, policy, key):
+    return summarize(make_scorer(env, env_params, policy, e.max_steps)(
+        theta, jax.random.split(key, e.num_episodes)))
+
+  results = {
+      'env': config.env.name,
+      'real': scores(world.real, world.real_params, world.policy, key_real),
+      'dream': scores(world.dream, dream_params, world.policy, key_dream),
+      'random_policy': scores(pixel_env, pixel_params, random_policy, key_random),
+      'round': last_round,
+      'temperature': config.controller.temperature,
+      'max_steps': e.max_steps,
+      'config': meta,
+  }
+  with open(path + '.tmp', 'w') as f:
+    json.dump(results, f, indent=2)
+  os.replace(path + '.tmp', path)
+  plot_curves(workdir, results, os.path.join(workdir, 'curves.png'), config.iterative.rounds,
+              config.controller.num_generations)
+  write_dream_vs_real_gif(world, theta, key_gif, e.gif_steps,
+                          os.path.join(workdir, 'dream_vs_real.gif'))
+  print('results:', json.dumps({k: results[k] for k in ('real', 'dream', 'random_policy')}))
+  return results
+
+
+def plot_curves(workdir: str, results: dict[str, Any], path: str, rounds: int,
+                generations: int) -> None:
+  """V's loss, M's loss and C's returns over training (rounds of the iterative procedure side by
+  side), from the stages' metrics.jsonl."""
+  fig, (ax_v, ax_m, ax_c) = plt.subplots(1, 3, figsize=(15, 4))
+  vae = training.read_metrics(os.path.join(workdir, 'vae', 'metrics.jsonl'))
+  for name, label in (('vae/loss', 'loss (SE + floored KL)'), ('vae/kl', 'KL')):
+    if name in vae:
+      ax_v.plot(*vae[name], label=label)
+  ax_v.set(title='V', xlabel='step', yscale='log')
+  for r in range(rounds):
+    suffix = f' (round {r})' if rounds > 1 else ''
+    m = training.read_metrics(os.path.join(training.round_dir(workdir, r), 'mdn', 'metrics.jsonl'))
+    if 'mdn/nll' in m:
+      ax_m.plot(*m['mdn/nll'], label='NLL per dimension' + suffix)
+    c = training.read_metrics(os.path.join(training.round_dir(workdir, r), 'controller',
+                                         'metrics.jsonl'))
+    offset = r * generations  # Round r's generations follow round r - 1's on the x axis.
+    if 'population/mean_return' in c:
+      steps, values = c['population/mean_return']
+      ax_c.plot(steps + offset, values, color='C0', alpha=0.5,
+                label='population mean (dream)' if r == 0 else None)
+    if 'mean_real_return' in c:
+      (steps, dream), (_, real), (_, std) = (c['mean_dream_return'], c['mean_real_return'],
+                                            c['mean_real_return_std'])
+      ax_c.plot(steps + offset, dream, 'o-', color='C1', label='C in the dream' if r == 0 else None)
+      ax_c.plot(steps + offset, real, 'o-', color='C2', label='C in the real env' if r == 0 else None)
+      ax_c.fill_between(steps + offset, real - std, real + std, color='C2', alpha=0.2)
+  ax_m.set(title='M', xlabel='epoch')
+  ax_c.axhline(results['random_policy']['mean'], color='gray', ls='--', label='random policy')
+  ax_c.set(title='C (CMA-ES in the dream)', xlabel='generation', ylabel='return')
+  for ax in (ax_v, ax_m, ax_c):
+    ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+
+
+def write_dream_vs_real_gif(world, theta, key: jax.Array, num_steps: int, path: str) -> None:
+  """C's dream episode decoded by V (left) beside its real episode (right); a finished episode
+  holds its last frame."""
+  key_dream, key_real = jax.random.split(key)
+  dream_params = world.dream_params.replace(max_steps_in_episode=num_steps)
+  _, z, dream_alive = jax.jit(lambda k: rollout(
+      world.dream, dream_params, world.policy, theta, k, num_steps, lambda s, *_: s.z))(key_dream)
+  env_params = world.real_params.env_params
+  _, env_states, real_alive = jax.jit(lambda k: rollout(
+      world.real, world.real_params, world.policy, theta, k, num_steps,
+      lambda s, *_: s.env_state))(key_real)
+  dream_frames = jax.jit(lambda z: world.real.vae.apply(
+      {'params': world.vae_params}, z, method=ConvVAE.decode))(z)
+  real_frames = jax.jit(jax.vmap(lambda s: world.real.env.render(s, env_params)))(env_states)
+
+  def hold_last(frames, alive):
+    frames, length = np.asarray(frames), int(np.sum(alive))
+    return np.concatenate([frames[:length], np.repeat(frames[length - 1:length],
+                                                      len(frames) - length, axis=0)])
+  length = max(int(np.sum(dream_alive)), int(np.sum(real_alive)))
+  dream_frames = hold_last(training.to_uint8(dream_frames), dream_alive)
+  real_frames = hold_last(real_frames, real_alive)
+  images = [Image.fromarray(np.concatenate([d, r], axis=1)).resize((256, 128), Image.NEAREST)
+            for d, r in zip(dream_frames[:length], real_frames[:length])]
+  images[0].save(path, save_all=True, append_images=images[1:], duration=40, loop=0)

@@ -1,0 +1,306 @@
+"""Training M (the MDN-RNN) on V's encoded rollouts.
+
+The whole latent dataset lives on device as flat per-step arrays. Every epoch, on the host, the
+episodes are shuffled and laid end to end, the result is cut into `mdn.num_streams` equal
+streams, and each stream into chunks of `mdn.chunk_length` steps: an index array
+[streams, chunks, chunk_length] into the flat arrays (the paper's packing for Doom). One jitted
+`train_epoch` then resamples z ~ N(mu, sigma) for the whole dataset (fresh every epoch, as in
+the paper) and runs `lax.scan` over the chunks, one Adam step per chunk, carrying the LSTM state
+from chunk to chunk (truncated backpropagation); the restart flag at each episode's first step
+zeroes it. Loss: the mixture's negative log-likelihood of z_{t+1} averaged over dimensions and
+steps that have a successor, plus `mdn.done_weight` x the done head's binary cross-entropy (its
+terminal steps weighted `mdn.done_positive_weight` x, the paper's Doom `restart_factor`) and
+the reward head's squared error where enabled. Gradients clipped at `mdn.grad_clip`; learning
+rate decayed by `mdn.lr_decay` per step. A checkpoint every epoch resumes exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+from flax import struct
+from flax.training import train_state
+from gymnax.environments import spaces
+
+from wm_jax.common.config import fingerprint
+from wm_jax.data import episodes as episodes_lib
+from wm_jax.envs.pixels import make_pixel_env
+from wm_jax.world_models.models.mdn_rnn import MDNRNN, mixture_log_prob
+from wm_jax.common import training
+from wm_jax.world_models.stages.vae import latents_path
+
+RESUMABLE_KEYS = ('mdn.num_epochs',)
+# Keys that only change what is watched or reported, never a trained model or collected data.
+MONITORING_KEYS = ('controller.eval_every', 'controller.eval_episodes', 'evaluate.num_episodes',
+                   'evaluate.gif_steps')
+
+
+class Sequences(struct.PyTreeNode):
+  """The latent dataset as flat per-step arrays [N, ...] (episodes end to end)."""
+  mu: jax.Array  # [N, z]
+  logvar: jax.Array  # [N, z]
+  actions: jax.Array  # [N, A] float features (one-hot for discrete actions)
+  restarts: jax.Array  # [N] 1.0 at each episode's first step
+  has_next: jax.Array  # [N] 1.0 where z_{t+1} belongs to the same episode
+  terminals: jax.Array  # [N] 1.0 where the episode ends by termination after step t
+  rewards: jax.Array  # [N]
+
+
+ACTION_INPUTS = ('one_hot', 'centered')
+
+
+def action_features(actions: jax.Array, num_actions: int | None, action_input: str = 'one_hot',
+                    action_shape: tuple[int, ...] = ()) -> jax.Array:
+  """Actions [..., *action_shape] as M's input: for discrete actions (`num_actions` of them)
+  one-hot [..., n] or, with `action_input='centered'`, [..., 1] = index - (n - 1) / 2; for
+  continuous ones floats [..., A] (a scalar action as [..., 1])."""
+  if action_input not in ACTION_INPUTS:
+    raise ValueError(f'mdn.action_input must be one of {ACTION_INPUTS}, got {action_input!r}.')
+  if num_actions is not None and action_input == 'centered':
+    return (jnp.asarray(actions, jnp.float32) - (num_actions - 1) / 2)[..., None]
+  if num_actions is not None:
+    return jax.nn.one_hot(actions, num_actions)
+  actions = jnp.asarray(actions, jnp.float32)
+  return actions.reshape(*actions.shape[:actions.ndim - len(action_shape)], -1)
+
+
+def load_sequences(workdir: str, features, round_index: int = 0) -> tuple[Sequences, np.ndarray]:
+  """Reads the latent datasets of rounds 0..round_index (the encoded random rollouts, then each
+  round's controller rollouts), actions through `features` (`make_action_features`); returns
+  (Sequences on host, episode lengths [E])."""
+  episodes = []
+  for r in range(round_index + 1):
+    source = episodes_lib.open_episodes(latents_path(training.round_dir(workdir, r)), 'latent')
+    episodes += [source[i] for i in range(len(source))]
+  lengths = np.array([len(e['mu']) for e in episodes])
+
+  def cat(name):
+    return np.concatenate([e[name] for e in episodes])
+  first = np.concatenate([np.arange(n) == 0 for n in lengths]).astype(np.float32)
+  last = np.concatenate([np.arange(n) == n - 1 for n in lengths])
+  return Sequences(
+      mu=cat('mu'), logvar=cat('logvar'),
+      actions=np.asarray(features(cat('actions')), np.float32),
+      restarts=first, has_next=(~last).astype(np.float32),
+      terminals=cat('terminals').astype(np.float32), rewards=cat('rewards').astype(np.float32),
+  ), lengths
+
+
+def done_detection(model: MDNRNN, params, data: Sequences, lengths: np.ndarray,
+                   threshold: float = 0.0, batch_size: int = 64) -> dict[str, float]:
+  """How M's done head, run over real episodes (z = mu, teacher-forced), would end the dream.
+
+  `data` and `lengths` as `load_sequences` returns them. A step "fires" where the done logit
+  exceeds `threshold` (the dream's: 0). Returns the number of episodes that end in a death, the
+  fraction of them whose last step fires (`death_recall`) and the fraction of the other steps
+  that fire (`false_fire_rate`).
+  """
+  if not model.predict_done:
+    raise ValueError('done_detection needs an M with a done head (mdn.predict_done=True).')
+  starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+  time = np.arange(int(lengths.max()))
+  apply = jax.jit(lambda p, z, a, r: model.apply({'params': p}, z, a, r)[1].done_logits)
+  fires = np.zeros(len(data.terminals), bool)  # Per flat step.
+  for first in range(0, len(lengths), batch_size):
+    # The last batch wraps around to the first episodes: one compiled shape.
+    episodes = np.arange(first, first + batch_size) % len(lengths)
+    valid = time[None] < lengths[episodes][:, None]  # [batch, longest]
+    # Steps past an episode's end read step 0: M is causal, and their outputs are dropped.
+    index = np.where(valid, starts[episodes][:, None] + time[None], 0)
+    logits = apply(params, data.mu[index], data.actions[index], data.restarts[index])
+    fires[index[valid]] = np.asarray(logits)[valid] > threshold
+  terminals = np.asarray(data.terminals) > 0
+  last = starts + lengths - 1
+  deaths = int(terminals[last].sum())
+  return {'deaths': deaths,
+          'death_recall': float((terminals & fires)[last].sum() / max(deaths, 1)),
+          'false_fire_rate': float(fires[~terminals].mean())}
+
+
+def epoch_index(lengths: np.ndarray, num_streams: int, chunk_length: int, seed: int,
+                epoch: int) -> np.ndarray:
+  """Shuffled episodes, end to end, cut into [num_streams, chunks, chunk_length] flat indices."""
+  starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+  order = np.random.default_rng([seed, epoch]).permutation(len(lengths))
+  flat = np.concatenate([np.arange(starts[e], starts[e] + lengths[e]) for e in order])
+  chunks = len(flat) // num_streams // chunk_length
+  if chunks < 1:
+    raise ValueError(f'{len(flat)} steps cannot fill mdn.num_streams={num_streams} streams of '
+                     f'mdn.chunk_length={chunk_length}; collect more episodes or lower them.')
+  per_stream = chunks * chunk_length
+  return flat[:num_streams * per_stream].reshape(num_streams, chunks, chunk_length)
+
+
+def make_model(config: ml_collections.ConfigDict, action_size: int) -> MDNRNN:
+  m = config.mdn
+  return MDNRNN(z_size=config.vae.z_size, action_size=action_size, hidden_size=m.hidden_size,
+                num_mixtures=m.num_mixtures, use_restart=m.restart_input, predict_done=m.predict_done,
+                predict_reward=m.predict_reward)
+
+
+def create_train_state(config: ml_collections.ConfigDict, action_size: int,
+                       rng: jax.Array) -> train_state.TrainState:
+  model = make_model(config, action_size)
+  params = model.init(rng, jnp.zeros((1, 1, config.vae.z_size)), jnp.zeros((1, 1, action_size)))
+  m = config.mdn
+  schedule = optax.exponential_decay(m.learning_rate, transition_steps=1, decay_rate=m.lr_decay)
+  tx = optax.chain(optax.clip_by_global_norm(m.grad_clip), optax.adam(schedule))
+  return train_state.TrainState.create(apply_fn=model.apply, params=params['params'], tx=tx)
+
+
+def chunk_loss(params, carry, batch, apply_fn, done_weight: float, done_positive_weight: float):
+  """Loss of one chunk; batch fields [B, L, ...], z and z_next already sampled."""
+  carry, mixture = apply_fn({'params': params}, batch['z'], batch['actions'], batch['restarts'],
+                            carry)
+  mask = batch['has_next']
+  log_prob = mixture_log_prob(mixture, batch['z_next'])  # [B, L, z]
+  nll = -jnp.sum(log_prob * mask[..., None]) / (jnp.maximum(jnp.sum(mask), 1.0) * log_prob.shape[-1])
+  metrics = {'nll': nll}
+  loss = nll
+  if mixture.done_logits is not None:
+    terminals = batch['terminals']
+    # Terminal steps weighted (paper: 10x): M then declares a death (logit > 0) once its
+    # probability passes 1 / (1 + weight), so rare deaths still end the thresholded dream.
+    bce = jnp.mean((1.0 + (done_positive_weight - 1.0) * terminals) *
+                   optax.sigmoid_binary_cross_entropy(mixture.done_logits, terminals))
+    metrics['done_bce'] = bce  # As weighted in the loss.
+    loss = loss + done_weight * bce
+  if mixture.rewards is not None:
+    reward_mse = jnp.mean(jnp.square(mixture.rewards - batch['rewards']))
+    metrics['reward_mse'] = reward_mse
+    loss = loss + reward_mse
+  metrics['loss'] = loss
+  return loss, (metrics, carry)
+
+
+def train_epoch(state: train_state.TrainState, data: Sequences, index: jax.Array, key: jax.Array,
+                done_weight: float, done_positive_weight: float, hidden_size: int
+                ) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
+  """One epoch: resample z, then one Adam step per chunk of `index` [B, C, L] in lax.scan."""
+  z = data.mu + jnp.exp(0.5 * data.logvar) * jax.random.normal(key, data.mu.shape)
+  last = z.shape[0] - 1
+
+  def chunk_step(carry, chunk_index):  # chunk_index [B, L]
+    state, lstm = carry
+    batch = {'z': z[chunk_index], 'z_next': z[jnp.minimum(chunk_index + 1, last)],
+             'actions': data.actions[chunk_index], 'restarts': data.restarts[chunk_index],
+             'has_next': data.has_next[chunk_index], 'terminals': data.terminals[chunk_index],
+             'rewards': data.rewards[chunk_index]}
+    loss_fn = functools.partial(chunk_loss, apply_fn=state.apply_fn, done_weight=done_weight,
+                                done_positive_weight=done_positive_weight)
+    grads, (metrics, lstm) = jax.grad(loss_fn, has_aux=True)(state.params, lstm, batch)
+    return (state.apply_gradients(grads=grads), jax.lax.stop_gradient(lstm)), metrics
+
+  lstm = (jnp.zeros((index.shape[0], hidden_size)),) * 2
+  (state, _), metrics = jax.lax.scan(chunk_step, (state, lstm), jnp.swapaxes(index, 0, 1))
+  return state, jax.tree.map(jnp.mean, metrics)
+
+
+def jit_train_epoch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+  """`train_epoch` jitted once: streams sharded on 'data', state and dataset replicated."""
+  streams = training.data_sharding(mesh, config.mdn.num_streams)
+  replicated = training.replicated(mesh)
+  chex.clear_trace_counter()  # See wm_jax.world_models.stages.vae.jit_train_step.
+
+  @chex.assert_max_traces(n=1)
+  def epoch(state, data, index, key):
+    m = config.mdn
+    return train_epoch(state, data, index, key, m.done_weight, m.done_positive_weight,
+                       m.hidden_size)
+
+  return jax.jit(epoch, in_shardings=(replicated, replicated, streams, replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def mdn_fingerprint(config: ml_collections.ConfigDict, round_index: int = 0) -> dict[str, Any]:
+  meta = fingerprint(config, ('env', 'collect', 'vae', 'mdn'),
+                     ignore=('collect.episodes_per_chunk', 'vae.log_every', 'vae.eval_every',
+                             'vae.checkpoint_every') + RESUMABLE_KEYS)
+  meta['seed'] = config.seed
+  if round_index:  # Later rounds also depend on the earlier rounds' C and collection.
+    meta.update(fingerprint(config, ('controller', 'evaluate', 'iterative'),
+                            ignore=MONITORING_KEYS + ('iterative.rounds',)))
+    meta['round'] = round_index
+  return meta
+
+
+def action_space(config: ml_collections.ConfigDict):
+  """`env.name`'s gymnax action space."""
+  env, env_params = make_pixel_env(config.env.name)
+  return env.action_space(env_params)
+
+
+def make_action_features(config: ml_collections.ConfigDict):
+  """`env.name`'s actions [..., *action shape] -> M's action input [..., A], as
+  `mdn.action_input` says."""
+  space = action_space(config)
+  discrete = isinstance(space, spaces.Discrete)
+  return functools.partial(action_features, num_actions=int(space.n) if discrete else None,
+                           action_input=config.mdn.action_input,
+                           action_shape=() if discrete else tuple(space.shape))
+
+
+def input_action_size(config: ml_collections.ConfigDict) -> int:
+  """The width of M's action input for `env.name` (`action_features` of one action)."""
+  sample = action_space(config).sample(jax.random.key(0))
+  return int(make_action_features(config)(sample).shape[-1])
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_index: int = 0
+                       ) -> train_state.TrainState:
+  """Trains M for `mdn.num_epochs` epochs on `workdir`'s latents (those of rounds 0..round_index
+  of the iterative procedure), resuming at an epoch boundary."""
+  out = os.path.join(training.round_dir(workdir, round_index), 'mdn')
+  host_data, lengths = load_sequences(workdir, make_action_features(config), round_index)
+  mesh = training.make_mesh(config.mesh.data)
+  data = jax.device_put(host_data, training.replicated(mesh))
+  action_size = host_data.actions.shape[-1]
+  state = jax.device_put(create_train_state(config, action_size, jax.random.PRNGKey(config.seed)),
+                         training.replicated(mesh))
+  manager = training.checkpoint_manager(os.path.join(out, 'checkpoints'),
+                                      mdn_fingerprint(config, round_index))
+  epoch = 0
+  if manager.latest_step() is not None:
+    epoch = manager.latest_step()
+    state = manager.restore(epoch, args=ocp.args.StandardRestore(training.abstract(state)))
+
+  step_fn = jit_train_epoch(config, mesh)
+  streams = training.data_sharding(mesh, config.mdn.num_streams)
+  log = training.MetricsLog(out)
+  progress = tqdm.trange(epoch, config.mdn.num_epochs, initial=epoch, total=config.mdn.num_epochs,
+                         desc='train M', unit='epoch')
+  for epoch in progress:
+    index = epoch_index(lengths, config.mdn.num_streams, config.mdn.chunk_length, config.seed,
+                        epoch)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), epoch)
+    state, metrics = step_fn(state, data, jax.device_put(index, streams), key)
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not np.isfinite(metrics['loss']):
+      raise FloatingPointError(f'M diverged in epoch {epoch + 1}: {metrics}.')
+    log.write(epoch + 1, {f'mdn/{k}': v for k, v in metrics.items()})
+    progress.set_postfix({k: f'{v:.3f}' for k, v in metrics.items()})
+    manager.save(epoch + 1, args=ocp.args.StandardSave(state))
+  manager.wait_until_finished()
+  log.close()
+  return state
+
+
+def restore_params(config: ml_collections.ConfigDict, workdir: str, round_index: int = 0) -> Any:
+  """M's parameters from the final checkpoint of `train_and_evaluate` (refuses partial training)."""
+  abstract = jax.eval_shape(functools.partial(create_train_state, config,
+                                              input_action_size(config)), jax.random.PRNGKey(0))
+  return training.restore_final(
+      os.path.join(training.round_dir(workdir, round_index), 'mdn', 'checkpoints'),
+      mdn_fingerprint(config, round_index), config.mdn.num_epochs, 'M', 'mdn.num_epochs',
+      'mdn' if round_index == 0 else 'iterate',
+      ocp.args.StandardRestore(training.abstract(abstract))).params
