@@ -1,9 +1,12 @@
-"""Checks on run configurations (`ml_collections.ConfigDict`): unknown keys and reuse of a workdir."""
+"""Run configurations (`ml_collections.ConfigDict`): loading a packaged config by name, checks on
+unknown keys, and the fingerprints that guard a workdir against reuse under another config."""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
+import pkgutil
 from typing import Any, Mapping
 
 import ml_collections
@@ -20,9 +23,26 @@ def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
   return flat
 
 
+def names(package: str) -> tuple[str, ...]:
+  """The config modules of `package` (e.g. 'wm_jax.world_models.configs')."""
+  module = importlib.import_module(package)
+  return tuple(sorted(m.name for m in pkgutil.iter_modules(module.__path__)))
+
+
+def load(package: str, name: str) -> ml_collections.ConfigDict:
+  """Config `name` of `package`: its module's `get_config()`, or `get_config(variant)` for
+  'name:variant' (as `--config=path/name.py:variant` on the command line)."""
+  module_name, _, variant = name.partition(':')
+  if module_name not in names(package):
+    raise ValueError(f'No config {module_name!r} in {package}; expected one of {names(package)}.')
+  module = importlib.import_module(f'{package}.{module_name}')
+  return module.get_config(variant) if variant else module.get_config()
+
+
 def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict,
-               reference_path: str = 'experiments/configs/default.py') -> None:
-  """Raises a ValueError naming every key of `config` that `reference` lacks (typos included)."""
+               reference_path: str) -> None:
+  """Raises a ValueError naming every key of `config` that `reference` lacks (typos included);
+  `reference_path` names where the known keys are listed."""
   known = flatten(reference.to_dict())
   unknown = sorted(set(flatten(config.to_dict())) - set(known))
   if unknown:

@@ -1,4 +1,6 @@
-"""Pieces every trainer shares: the device mesh, batch placement, checkpoints, image strips."""
+"""Pieces every trainer shares: the device mesh, batch placement, checkpoints, metrics logs, and
+`fit`, the step loop of V, the VQ-VAE and the prior (logging, evaluation, checkpoints, NaN stop,
+progress bar)."""
 
 from __future__ import annotations
 
@@ -6,13 +8,13 @@ import collections
 import json
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import tqdm
 from jax.sharding import NamedSharding, PartitionSpec as P
-from PIL import Image
 from tensorboardX import SummaryWriter
 
 from wm_jax.common.config import check_same
@@ -80,12 +82,6 @@ def save(manager: ocp.CheckpointManager, step: int, state, iterator) -> None:
                                              data=ocp.args.JsonSave(iterator.get_state())))
 
 
-def to_uint8(frames) -> np.ndarray:
-  """Frames as uint8 (floats in [0, 1] are scaled and rounded)."""
-  frames = np.asarray(frames)
-  return frames if frames.dtype == np.uint8 else np.round(np.clip(frames, 0, 1) * 255).astype(np.uint8)
-
-
 def abstract(tree) -> Any:
   """Shape and dtype structs of `tree`'s arrays: what an orbax restore fills in."""
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
@@ -101,23 +97,6 @@ def restore_final(directory: str, config_fingerprint: Mapping[str, Any], final_s
         f'{what} is not trained to {key}={final_step} in {directory} (latest checkpoint: '
         f'{manager.latest_step()}). Run the {stage} stage first.')
   return manager.restore(final_step, args=args)
-
-
-def image_strip(rows: list[np.ndarray]) -> np.ndarray:
-  """Rows of frames [N, H, W, 3] (uint8, or float in [0, 1]) -> one [rows*H, N*W, 3] uint8 image."""
-  return np.concatenate([np.concatenate(list(to_uint8(r)), axis=1) for r in rows], axis=0)
-
-
-def save_png(path: str, image: np.ndarray, scale: int = 2) -> None:
-  height, width = image.shape[:2]
-  Image.fromarray(image).resize((width * scale, height * scale), Image.NEAREST).save(path)
-
-
-def save_gif(path: str, frames: list[np.ndarray], scale: int = 2, fps: int = 8) -> None:
-  """uint8 images [H, W, 3], one per frame, as a looping GIF."""
-  images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST)
-            for f in frames]
-  images[0].save(path, save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
 
 
 class StepWindow:
@@ -186,3 +165,45 @@ def read_metrics(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         series[name][step] = value
   return {name: (np.array(sorted(values)), np.array([values[s] for s in sorted(values)]))
           for name, values in series.items()}
+
+
+def fit(state, step_fn: Callable, batches: Iterator, manager: ocp.CheckpointManager,
+        log: MetricsLog, *, num_steps: int, log_every: int, eval_every: int,
+        checkpoint_every: int, place: Callable, what: str, learning_rate_key: str,
+        prefix: str = 'train', rate_name: str = 'examples_per_s', rate_scale: float = 1.0,
+        show: tuple[str, ...] = ('loss',), evaluate: Callable | None = None) -> tuple[Any, Any]:
+  """Trains from `state.step` to `num_steps` with `state, metrics = step_fn(state,
+  place(batch))` over the checkpointable grain iterator `batches`.
+
+  Every `log_every` steps the metrics' means (and examples per second x `rate_scale`, as
+  `rate_name`) go to `log` under `prefix/`, and those named in `show` to the progress bar; a non-finite loss stops the
+  run (`StepWindow`). Every `eval_every` steps `evaluate(state, step)` runs, every
+  `checkpoint_every` steps the state and the iterator's position are saved; the last step does
+  all three. Pending saves finish before it returns or raises. Returns (state, the last
+  evaluation, or None if no step ran).
+  """
+  first = int(state.step)
+  progress = tqdm.tqdm(initial=first, total=num_steps, desc=f'train {what}', unit='step')
+  window = StepWindow(what, learning_rate_key)
+  evaluation = None
+  try:
+    for step in range(first + 1, num_steps + 1):
+      batch = next(batches)
+      state, metrics = step_fn(state, place(batch))
+      window.add(metrics, len(jax.tree.leaves(batch)[0]))
+      last = step == num_steps
+      if step % log_every == 0 or last:
+        means, rate = window.flush(step)
+        log.write(step, {**{f'{prefix}/{k}': v for k, v in means.items()},
+                         f'{prefix}/{rate_name}': rate * rate_scale})
+        progress.set_postfix({**{k: f'{means[k]:.4g}' for k in show},
+                              rate_name: f'{rate * rate_scale:.0f}'})
+      if evaluate is not None and (step % eval_every == 0 or last):
+        evaluation = evaluate(state, step)
+      if step % checkpoint_every == 0 or last:
+        save(manager, step, state, batches)
+      progress.update(1)
+  finally:
+    progress.close()
+    manager.wait_until_finished()
+  return state, evaluation

@@ -44,7 +44,7 @@ from wm_jax.metrics import image_quality
 from wm_jax.videogpt.models.frame_encoder import FrameEncoder
 from wm_jax.videogpt.models.video_gpt import VideoGPT, sample_codes
 from wm_jax.videogpt.models.video_vqvae import VideoVQVAE
-from wm_jax.common import training
+from wm_jax.common import images, training
 from wm_jax.videogpt import vqvae as vqvae_lib
 
 # Keys that may change between a run and its resumption without changing what it trains.
@@ -340,10 +340,10 @@ def _save_videos(workdir: str, name: str, rows: list[np.ndarray]) -> np.ndarray:
   video, one row per entry of `rows`) and `name`.png (every second frame of each video, the rows'
   videos interleaved); returns the PNG image."""
   rows = [np.repeat(r, 3, axis=-1) if r.shape[-1] == 1 else r for r in rows]
-  frames = [training.image_strip([r[:, t] for r in rows]) for t in range(rows[0].shape[1])]
-  training.save_gif(os.path.join(workdir, f'{name}.gif'), frames)
-  strip = training.image_strip([r[i, ::2] for i in range(len(rows[0])) for r in rows])
-  training.save_png(os.path.join(workdir, f'{name}.png'), strip)
+  frames = [images.image_strip([r[:, t] for r in rows]) for t in range(rows[0].shape[1])]
+  images.save_gif(os.path.join(workdir, f'{name}.gif'), frames)
+  strip = images.image_strip([r[i, ::2] for i in range(len(rows[0])) for r in rows])
+  images.save_png(os.path.join(workdir, f'{name}.png'), strip)
   return strip
 
 

@@ -30,7 +30,7 @@ from wm_jax.common.config import fingerprint
 from wm_jax.data import video as video_lib
 from wm_jax.metrics import image_quality
 from wm_jax.videogpt.models.video_vqvae import VideoVQVAE, vqvae_loss
-from wm_jax.common import training
+from wm_jax.common import images, training
 
 # Keys that may change between a run and its resumption without changing what it computes.
 RESUMABLE_KEYS = ('train.num_steps', 'train.log_every', 'train.eval_every',
@@ -172,7 +172,7 @@ def _strip(originals: np.ndarray, reconstructions: np.ndarray, clips: int = 2) -
   rows = []
   for i in range(min(clips, len(originals))):
     rows += [originals[i, ::2], reconstructions[i, ::2]]
-  strip = training.image_strip(rows)
+  strip = images.image_strip(rows)
   return np.repeat(strip, 3, axis=-1) if strip.shape[-1] == 1 else strip
 
 
@@ -231,7 +231,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       log.write(step, {f'eval/{k}': v for k, v in results.items()})
       strip = _strip(test_videos[0], reconstructions)
       log.image('eval/originals_over_reconstructions', strip, step)
-      training.save_png(os.path.join(workdir, 'reconstructions.png'), strip)
+      images.save_png(os.path.join(workdir, 'reconstructions.png'), strip)
       progress.write(f'step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in results.items()))
     if step % t.checkpoint_every == 0 or step == t.num_steps:
       training.save(manager, step, state, iterator)

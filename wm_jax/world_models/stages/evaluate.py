@@ -25,7 +25,7 @@ from PIL import Image
 
 from wm_jax.common.config import fingerprint
 from wm_jax.world_models.models.conv_vae import ConvVAE
-from wm_jax.common import training
+from wm_jax.common import images, training
 from wm_jax.world_models.cmaes import rollout
 from wm_jax.world_models.stages.controller import (build_world, controller_fingerprint, make_scorer,
                                      restore_controller)
@@ -148,7 +148,7 @@ def write_dream_vs_real_gif(world, theta, key: jax.Array, num_steps: int, path: 
     return np.concatenate([frames[:length], np.repeat(frames[length - 1:length],
                                                       len(frames) - length, axis=0)])
   length = max(int(np.sum(dream_alive)), int(np.sum(real_alive)))
-  dream_frames = hold_last(training.to_uint8(dream_frames), dream_alive)
+  dream_frames = hold_last(images.to_uint8(dream_frames), dream_alive)
   real_frames = hold_last(real_frames, real_alive)
   images = [Image.fromarray(np.concatenate([d, r], axis=1)).resize((256, 128), Image.NEAREST)
             for d, r in zip(dream_frames[:length], real_frames[:length])]

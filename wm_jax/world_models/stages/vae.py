@@ -33,7 +33,7 @@ from wm_jax.data import episodes as episodes_lib
 from wm_jax.data.collect import rollouts_path
 from wm_jax.world_models.frames import check_frames, frame_batches
 from wm_jax.world_models.models.conv_vae import ConvVAE, vae_loss
-from wm_jax.common import training
+from wm_jax.common import images, training
 
 # Keys that may change between a run and its resumption without changing what it computes.
 RESUMABLE_KEYS = ('vae.num_steps', 'vae.log_every', 'vae.checkpoint_every', 'vae.eval_every')
@@ -144,9 +144,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                            img_per_s=f'{images_per_s:.0f}')
     if step % c.eval_every == 0 or step == c.num_steps:
       reconstructions = reconstruct(state.apply_fn, state.params, preview)
-      strip = training.image_strip([preview, np.asarray(reconstructions)])
+      strip = images.image_strip([preview, np.asarray(reconstructions)])
       log.image('vae/originals_over_reconstructions', strip, step)
-      training.save_png(os.path.join(out, 'reconstructions.png'), strip)
+      images.save_png(os.path.join(out, 'reconstructions.png'), strip)
     if step % c.checkpoint_every == 0 or step == c.num_steps:
       training.save(manager, step, state, iterator)
     progress.update(1)
