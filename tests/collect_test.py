@@ -4,6 +4,8 @@ import pytest
 
 from wm_jax.data.collect import make_collect
 from wm_jax.envs.pixels import make_pixel_env
+from wm_jax.world_models import Workdir, configs
+from wm_jax.world_models.stages import collect as collect_stage
 
 
 def collect(key=0, episodes=6, max_steps=40, repeat=3):
@@ -52,27 +54,25 @@ def test_deterministic_by_key():
 
 
 def test_dataset_from_another_config_is_refused(rollout_workdir):
-  from conftest import small_config
-  from wm_jax.data.collect import collect_dataset
-  config = small_config()
-  assert collect_dataset(config, rollout_workdir)  # Complete and matching: reused as it is.
+  config = configs.get('default:tiny')
+  # Complete and matching: reused as it is.
+  assert collect_stage.collect(config, rollout_workdir) == {'episodes': 24}
   config.collect.max_action_repeat = 7
   with pytest.raises(ValueError, match=r'collect\.max_action_repeat: stored 3, config 7'):
-    collect_dataset(config, rollout_workdir)
+    collect_stage.collect(config, rollout_workdir)
 
 
 def collect_doom(workdir, num_workers):
-  from conftest import small_config
-  from wm_jax.data.collect import collect_dataset
   from wm_jax.data.episodes import open_episodes
-  config = small_config()
+  config = configs.get('default:tiny')
   config.env.name = 'DoomTakeCover'
   config.env.num_workers = num_workers
+  config.env.max_steps = 130
   config.collect.num_episodes = 3
-  config.collect.max_steps = 130
   config.collect.min_steps = 110
   config.collect.max_action_repeat = 10
-  source = open_episodes(collect_dataset(config, str(workdir)))
+  collect_stage.collect(config, str(workdir))
+  source = open_episodes(Workdir(str(workdir)).rollouts)
   return [source[i] for i in range(len(source))]
 
 
@@ -93,9 +93,7 @@ def test_parallel_host_collection_writes_a_readable_dataset(tmp_path):
 
 
 def test_min_steps_is_refused_for_gymnax_collection(tmp_path):
-  from conftest import small_config
-  from wm_jax.data.collect import collect_dataset
-  config = small_config()
+  config = configs.get('default:tiny')
   config.collect.min_steps = 10
   with pytest.raises(ValueError, match=r'collect\.min_steps=10 is only for host games'):
-    collect_dataset(config, str(tmp_path))
+    collect_stage.collect(config, str(tmp_path))

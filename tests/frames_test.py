@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from wm_jax.data.collect import rollouts_path
+from wm_jax.world_models import Workdir
 from wm_jax.data.episodes import open_episodes
 from wm_jax.world_models.frames import check_frames, frame_batches
 
@@ -24,7 +24,7 @@ def test_check_frames_names_the_problem(frames, message):
 
 
 def test_batches_resume_from_iterator_state(rollout_workdir):
-  episodes = open_episodes(rollouts_path(rollout_workdir))
+  episodes = open_episodes(Workdir(rollout_workdir).rollouts)
   dataset = frame_batches(episodes, batch_size=8, seed=3, shuffle_window=32, max_episode_length=60)
   iterator = iter(dataset)
   first = next(iterator)

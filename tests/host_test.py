@@ -11,10 +11,10 @@ from wm_jax.envs.host import HostEnv, reset_seed
 from wm_jax.world_models.latent_env import LatentEnv, LatentParams
 from wm_jax.world_models.models.controller import doom_action, make_controller
 from wm_jax.world_models.models.conv_vae import ConvVAE
-from wm_jax.world_models.models.mdn_rnn import MDNRNN, controller_observation, mdn_step
+from wm_jax.world_models.models.mdn_rnn import (MDNRNN, action_features, controller_observation,
+                                                mdn_step)
 from wm_jax.world_models.cmaes import rollout
 from wm_jax.world_models.stages.controller import make_scorer
-from wm_jax.world_models.stages.mdn import action_features
 
 Z, H, MAX_STEPS = 8, 16, 150
 

@@ -1,35 +1,45 @@
 import shutil
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import small_config
-from wm_jax.world_models.models.mdn_rnn import MixtureOutput
-from wm_jax.world_models.stages import mdn, vae
+from wm_jax.world_models import Workdir, configs, world
+from wm_jax.world_models.models.mdn_rnn import MixtureOutput, action_features
+from wm_jax.world_models.stages import mdn
 
 
 def test_action_inputs():
   actions = jax.numpy.array([0, 1, 2])
-  np.testing.assert_array_equal(mdn.action_features(actions, 3, 'centered'), [[-1], [0], [1]])
-  np.testing.assert_array_equal(mdn.action_features(actions, 3), np.eye(3))
+  np.testing.assert_array_equal(action_features(actions, 3, 'centered'), [[-1], [0], [1]])
+  np.testing.assert_array_equal(action_features(actions, 3), np.eye(3))
   with pytest.raises(ValueError, match='mdn.action_input must be one of'):
-    mdn.action_features(actions, 3, 'binary')
+    action_features(actions, 3, 'binary')
 
 
 @pytest.mark.parametrize('name, action_size, count', [
     ('doom_take_cover', 1, 1_678_785),  # One action input: -1 / 0 / 1.
     ('carracing', 3, 422_368)])
 def test_paper_configs_build_the_papers_m(name, action_size, count):
-  import importlib
-  config = importlib.import_module(f'wm_jax.world_models.configs.{name}').get_config()
-  assert mdn.input_action_size(config) == action_size
-  model = mdn.make_model(config, action_size)
+  config = configs.get(name)
+  model = world.mdn_model(config)
+  assert model.action_size == action_size
   params = jax.eval_shape(model.init, jax.random.key(0),
-                          jax.numpy.zeros((1, 2, config.vae.z_size)),
+                          jax.numpy.zeros((1, 2, config.vae.model.z_size)),
                           jax.numpy.zeros((1, 2, action_size)))
   assert sum(x.size for x in jax.tree.leaves(params)) == count
+
+
+def copy_latents(source, tmp_path_factory, name):
+  workdir = str(tmp_path_factory.mktemp(name))
+  shutil.copytree(Workdir(source).latents(), Workdir(workdir).latents())
+  return workdir
+
+
+def features(config):
+  return world.real_env(config).features
 
 
 def test_epoch_index_packs_shuffled_episodes():
@@ -46,7 +56,7 @@ def test_epoch_index_packs_shuffled_episodes():
 
 
 def test_sequences_flags(latent_workdir):
-  data, lengths = mdn.load_sequences(latent_workdir, mdn.make_action_features(small_config()))
+  data, lengths = mdn.load_sequences(latent_workdir, features(configs.get('default:tiny')))
   assert data.actions.shape == (lengths.sum(), 2) and set(np.unique(data.actions)) <= {0.0, 1.0}
   ends = np.cumsum(lengths) - 1
   assert np.all(data.has_next[ends] == 0) and data.has_next.sum() == lengths.sum() - len(lengths)
@@ -54,24 +64,26 @@ def test_sequences_flags(latent_workdir):
   assert data.restarts.sum() == len(lengths)
 
 
-def test_loss_falls_and_a_resumed_run_matches(latent_workdir, tmp_path_factory):
-  config = small_config()
-  straight_dir = str(tmp_path_factory.mktemp('straight'))
-  shutil.copytree(vae.latents_path(latent_workdir), vae.latents_path(straight_dir))
+def test_loss_falls_and_a_resumed_run_matches(latent_workdir, tmp_path_factory, monkeypatch):
+  config = configs.get('default:tiny')
+  straight_dir = copy_latents(latent_workdir, tmp_path_factory, 'straight')
   first = mdn.train_and_evaluate(_with_epochs(config, 1), straight_dir)
   straight = mdn.train_and_evaluate(config, straight_dir)  # Resumes after epoch 1.
-  assert int(straight.step) > int(first.step)
+  assert (first['step'], straight['step']) == (1, config.mdn.num_epochs)
 
-  fresh_dir = str(tmp_path_factory.mktemp('fresh'))
-  shutil.copytree(vae.latents_path(latent_workdir), vae.latents_path(fresh_dir))
-  fresh = mdn.train_and_evaluate(config, fresh_dir)
-  for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(straight.params)):
+  fresh_dir = copy_latents(latent_workdir, tmp_path_factory, 'fresh')
+  with monkeypatch.context() as patch:  # Every epoch runs one compiled program.
+    patch.setattr(mdn, 'train_epoch', chex.assert_max_traces(mdn.train_epoch, n=1))
+    assert mdn.train_and_evaluate(config, fresh_dir) == pytest.approx(straight, rel=1e-4)
+  fresh = mdn.restore_params(config, fresh_dir)
+  for a, b in zip(jax.tree.leaves(fresh), jax.tree.leaves(mdn.restore_params(config, straight_dir))):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
-  data, lengths = mdn.load_sequences(fresh_dir, mdn.make_action_features(small_config()))
+  data, lengths = mdn.load_sequences(fresh_dir, features(config))
   index = mdn.epoch_index(lengths, 4, 8, seed=0, epoch=99)
   losses = []
-  for state in (mdn.create_train_state(config, 2, jax.random.PRNGKey(0)), fresh):
+  initial = mdn.create_train_state(config, jax.random.PRNGKey(0))
+  for state in (initial, initial.replace(params=fresh)):
     _, metrics = mdn.train_epoch(state, jax.device_put(data), index, jax.random.key(5), 10.0, 1.0,
                                  16)
     losses.append(float(metrics['nll']))
@@ -106,10 +118,10 @@ def _with_epochs(config, epochs):
 
 
 def test_done_detection_counts_fires_at_deaths_and_elsewhere(latent_workdir):
-  config = small_config()
-  data, lengths = mdn.load_sequences(latent_workdir, mdn.make_action_features(config))
-  model = mdn.make_model(config, data.actions.shape[-1])
-  params = mdn.create_train_state(config, data.actions.shape[-1], jax.random.PRNGKey(0)).params
+  config = configs.get('default:tiny')
+  data, lengths = mdn.load_sequences(latent_workdir, features(config))
+  model = world.mdn_model(config)
+  params = mdn.create_train_state(config, jax.random.PRNGKey(0)).params
   # A plain loop over single unpadded episodes; batches of 5 leave a padded remainder.
   starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
   steps = [slice(start, start + length) for start, length in zip(starts, lengths)]

@@ -3,41 +3,48 @@ import shutil
 import subprocess
 import sys
 
+import chex
 import jax
 import numpy as np
 import pytest
 
-from conftest import small_config
-from wm_jax.data import episodes as episodes_lib
-from wm_jax.data.collect import rollouts_path
-from wm_jax.world_models.models.conv_vae import ConvVAE, vae_loss
 from wm_jax.common import training
+from wm_jax.data import episodes as episodes_lib
+from wm_jax.world_models import Workdir, configs, run, world
+from wm_jax.world_models.models.conv_vae import ConvVAE, vae_loss
 from wm_jax.world_models.stages import vae
+from wm_jax.world_models.workdir import fingerprint
+
+
+def with_rollouts(source, workdir):
+  shutil.copytree(Workdir(source).rollouts, Workdir(workdir).rollouts)
+  return workdir
 
 
 @pytest.fixture
 def workdir(rollout_workdir, tmp_path):
   """A fresh workdir holding (a copy of) the session's collected rollouts."""
-  shutil.copytree(rollouts_path(rollout_workdir), rollouts_path(str(tmp_path)))
-  return str(tmp_path)
+  return with_rollouts(rollout_workdir, str(tmp_path))
 
 
 def batch_loss(config, params, frames):
-  model = vae.make_model(config)
+  model = world.vae_model(config)
   reconstruction, mu, logvar = model.apply({'params': params}, frames, jax.random.key(0))
   return float(vae_loss(frames, reconstruction, mu, logvar, config.vae.kl_tolerance)[0])
 
 
-def test_loss_falls_on_collected_frames(workdir):
-  config = small_config()
+def test_loss_falls_on_collected_frames(workdir, monkeypatch):
+  config = configs.get('default:tiny')
   config.vae.num_steps = 40
-  episodes = episodes_lib.open_episodes(rollouts_path(workdir))
+  episodes = episodes_lib.open_episodes(Workdir(workdir).rollouts)
   frames = np.concatenate([episodes[i]['frames'] for i in range(4)])[:32]
   initial = vae.create_train_state(config, jax.random.PRNGKey(config.seed))
-  state = vae.train_and_evaluate(config, workdir)
-  before, after = batch_loss(config, initial.params, frames), batch_loss(config, state.params, frames)
+  monkeypatch.setattr(vae, 'train_step', chex.assert_max_traces(vae.train_step, n=1))
+  results = vae.train_and_evaluate(config, workdir)  # Every step runs one compiled program.
+  params = vae.restore_params(config, workdir)
+  before, after = batch_loss(config, initial.params, frames), batch_loss(config, params, frames)
   assert after < 0.5 * before, (before, after)
-  assert int(state.step) == 40
+  assert results['step'] == 40 and results['vae/loss'] > 0 and results['vae/images_per_s'] > 0
   assert os.path.exists(os.path.join(workdir, 'vae', 'reconstructions.png'))
   assert os.listdir(os.path.join(workdir, 'vae', 'tensorboard'))
 
@@ -47,10 +54,10 @@ class _Killed(Exception):
 
 
 def test_killed_run_resumes_to_the_same_parameters(workdir, tmp_path_factory, monkeypatch):
-  config = small_config()  # 6 steps, a checkpoint every 2.
-  straight_dir = str(tmp_path_factory.mktemp('straight'))
-  shutil.copytree(rollouts_path(workdir), rollouts_path(straight_dir))
-  straight = vae.train_and_evaluate(config, straight_dir)
+  config = configs.get('default:tiny')  # 6 steps, a checkpoint every 2.
+  straight_dir = with_rollouts(workdir, str(tmp_path_factory.mktemp('straight')))
+  vae.train_and_evaluate(config, straight_dir)
+  straight = vae.restore_params(config, straight_dir)
 
   real_frame_batches = vae.frame_batches
 
@@ -77,37 +84,39 @@ def test_killed_run_resumes_to_the_same_parameters(workdir, tmp_path_factory, mo
   with pytest.raises(_Killed):
     vae.train_and_evaluate(config, workdir)
   monkeypatch.undo()
-  manager = training.checkpoint_manager(os.path.join(workdir, 'vae', 'checkpoints'),
-                                      vae.vae_fingerprint(config))
+  manager = training.checkpoint_manager(Workdir(workdir).checkpoints('vae'),
+                                      fingerprint(config, 'vae', checkpoints=True))
   assert manager.latest_step() in (2, 4)  # Died mid-run; resumes from its last checkpoint.
-  resumed = vae.train_and_evaluate(config, workdir)
-  assert int(resumed.step) == int(straight.step) == 6
-  for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params)):
+  assert vae.train_and_evaluate(config, workdir)['step'] == 6
+  resumed = vae.restore_params(config, workdir)
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_workdir_with_other_config_is_refused(workdir):
-  config = small_config()
+  config = configs.get('default:tiny')
   vae.train_and_evaluate(config, workdir)
-  config.vae.z_size = 64
-  with pytest.raises(ValueError, match=r'different configuration:\n  vae\.z_size: stored 32, config 64'):
+  config.vae.model.z_size = 64
+  with pytest.raises(ValueError,
+                     match=r'different configuration:\n  vae\.model\.z_size: stored 32, config 64'):
     vae.train_and_evaluate(config, workdir)
 
 
 def test_encode_stores_mu_logvar_series_and_initial_latents(workdir):
-  config = small_config()
+  config = configs.get('default:tiny')
   with pytest.raises(FileNotFoundError, match='Run the vae stage first'):
-    vae.encode_dataset(config, workdir)
-  state = vae.train_and_evaluate(config, workdir)
-  vae.encode_dataset(config, workdir)
-  rollouts = episodes_lib.open_episodes(rollouts_path(workdir))
-  latents = episodes_lib.open_episodes(vae.latents_path(workdir))
-  initial = np.load(vae.initial_latents_path(workdir))
-  assert len(latents) == len(rollouts) == initial['mu'].shape[0]
-  model = ConvVAE(config.vae.z_size)
+    run(config, workdir, ['encode'])
+  results = run(config, workdir, ['vae', 'encode'])
+  paths = Workdir(workdir)
+  rollouts = episodes_lib.open_episodes(paths.rollouts)
+  latents = episodes_lib.open_episodes(paths.latents())
+  initial = np.load(paths.initial_latents)
+  assert len(latents) == len(rollouts) == initial['mu'].shape[0] == results['encode']['episodes']
+  model = ConvVAE(config.vae.model.z_size)
+  params = vae.restore_params(config, workdir)
   for i in (0, len(rollouts) - 1):
     frames = rollouts[i]['frames']
-    mu, logvar = model.apply({'params': state.params}, frames, method=ConvVAE.encode)
+    mu, logvar = model.apply({'params': params}, frames, method=ConvVAE.encode)
     np.testing.assert_allclose(latents[i]['mu'], mu, atol=1e-4)
     np.testing.assert_allclose(latents[i]['logvar'], logvar, atol=1e-4)
     np.testing.assert_array_equal(latents[i]['actions'], rollouts[i]['actions'])
@@ -119,22 +128,21 @@ _TWO_DEVICE_RUN = '''
 import sys
 import jax
 import numpy as np
-from conftest import small_config
+from wm_jax.world_models import configs
 from wm_jax.world_models.stages import vae
 assert jax.device_count() == 2, jax.devices()
-config = small_config()
+config = configs.get('default:tiny')
 config.mesh.data = 2
-state = vae.train_and_evaluate(config, sys.argv[1])
-assert all(len(x.sharding.device_set) == 2 for x in jax.tree.leaves(state.params))
-np.savez(sys.argv[2], *jax.tree.leaves(jax.device_get(state.params)))
+vae.train_and_evaluate(config, sys.argv[1])
+np.savez(sys.argv[2], *jax.tree.leaves(jax.device_get(vae.restore_params(config, sys.argv[1]))))
 '''
 
 
 def test_two_device_data_parallel_run_matches_one_device(workdir, tmp_path_factory):
   """`mesh.data=2` shards each batch over two (host) devices and trains to the same parameters."""
-  one_device = vae.train_and_evaluate(small_config(), workdir)
-  two_dir = str(tmp_path_factory.mktemp('two_devices'))
-  shutil.copytree(rollouts_path(workdir), rollouts_path(two_dir))
+  vae.train_and_evaluate(configs.get('default:tiny'), workdir)
+  one_device = vae.restore_params(configs.get('default:tiny'), workdir)
+  two_dir = with_rollouts(workdir, str(tmp_path_factory.mktemp('two_devices')))
   out = os.path.join(two_dir, 'params.npz')
   tests_dir = os.path.dirname(os.path.abspath(__file__))
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
@@ -142,7 +150,7 @@ def test_two_device_data_parallel_run_matches_one_device(workdir, tmp_path_facto
   subprocess.run([sys.executable, '-c', _TWO_DEVICE_RUN, two_dir, out], env=env, check=True,
                  timeout=600)
   two_device = np.load(out)
-  leaves = jax.tree.leaves(one_device.params)
+  leaves = jax.tree.leaves(one_device)
   assert len(two_device.files) == len(leaves)
   # Two devices sum the gradient in another order; Adam's 1/sqrt(v) magnifies that rounding in
   # near-zero gradients, so allow 1e-4, a tenth of one step's largest move at lr 1e-3.

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from wm_jax.data import video
-from wm_jax.data.collect import rollouts_path
+from wm_jax.world_models import Workdir
 from wm_jax.data.episodes import open_episodes
 
 
@@ -74,7 +74,7 @@ def test_world_models_rollouts_become_clips(rollout_workdir):
                                        resolution=64, batch_size=2, seed=0, train=True)))
   assert batch['video'].shape == (2, 8, 64, 64, 3) and batch['actions'].shape == (2, 8)
   test_source = video.open_videos('world_models', 'test', rollout_workdir)[0]
-  episodes = len(open_episodes(rollouts_path(rollout_workdir)))
+  episodes = len(open_episodes(Workdir(rollout_workdir).rollouts))
   assert 0 < len(test_source) < len(source) and len(source) + len(test_source) == episodes
 
 

@@ -2,7 +2,8 @@
 random policy's; round r > 0: those collected with round r-1's C) run through one round's M
 (z = mu), its done head thresholded as in the dream.
 
-  python -m experiments.probe_done_head --config=experiments/configs/doom_take_cover_small.py \
+  python -m experiments.analysis.probe_done_head \
+      --config=wm_jax/world_models/configs/doom_take_cover_small.py \
       --workdir=runs/doom_small [--m_round=0] [--threshold=0]
 
 Episodes of rounds after `--m_round` are held out from that M. Prints, per round of episodes,
@@ -17,12 +18,12 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from wm_jax.data import episodes as episodes_lib
-from wm_jax.common import training
+from wm_jax.world_models import Workdir, configs
 from wm_jax.world_models.stages import mdn
-from wm_jax.world_models.stages.vae import latents_path
+from wm_jax.world_models.world import mdn_model, real_env
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(os.path.dirname(__file__), 'configs', 'default.py'),
+    'config', os.path.join(os.path.dirname(configs.__file__), 'default.py'),
     'The config the workdir was run with.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A World Models workdir.', required=True)
 _M_ROUND = flags.DEFINE_integer('m_round', 0, 'Whose M: round of the iterative procedure.')
@@ -32,15 +33,16 @@ _THRESHOLD = flags.DEFINE_float('threshold', 0.0, 'Done logit above which a step
 def main(argv):
   del argv
   config, workdir = _CONFIG.value, _WORKDIR.value
+  paths = Workdir(workdir)
   rounds = 0
-  while episodes_lib.is_complete(latents_path(training.round_dir(workdir, rounds))):
+  while episodes_lib.is_complete(paths.latents(rounds)):
     rounds += 1
-  model = mdn.make_model(config, mdn.input_action_size(config))
+  model = mdn_model(config)
   params = mdn.restore_params(config, workdir, _M_ROUND.value)
-  data, lengths = mdn.load_sequences(workdir, mdn.make_action_features(config), rounds - 1)
+  data, lengths = mdn.load_sequences(workdir, real_env(config).features, rounds - 1)
   first_episode = 0
   for r in range(rounds):
-    count = len(episodes_lib.open_episodes(latents_path(training.round_dir(workdir, r)), 'latent'))
+    count = len(episodes_lib.open_episodes(paths.latents(r), 'latent'))
     steps = slice(int(lengths[:first_episode].sum()),
                   int(lengths[:first_episode + count].sum()))
     result = mdn.done_detection(model, params, jax.tree.map(lambda x: x[steps], data),

@@ -54,15 +54,9 @@ def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Conf
                      f'\nKnown keys are those of {reference_path}.')
 
 
-# Keys that change how fast a stage runs, never what it writes: no fingerprint holds them.
-RUNTIME_KEYS = ('env.num_workers',)
-
-
 def fingerprint(config: ml_collections.ConfigDict, sections: tuple[str, ...],
                 ignore: tuple[str, ...] = ()) -> dict[str, Any]:
-  """The flat JSON-able values of `sections` that a stage's output depends on, minus `ignore`
-  and `RUNTIME_KEYS`."""
-  ignore = tuple(ignore) + RUNTIME_KEYS
+  """The flat JSON-able values of `sections` that an output depends on, minus `ignore`."""
   flat = flatten({name: config[name].to_dict() if isinstance(config[name], ml_collections.ConfigDict)
                   else config[name] for name in sections})
   # Through JSON, so that it compares equal to a stored copy (tuples become lists).

@@ -20,13 +20,6 @@ from tensorboardX import SummaryWriter
 from wm_jax.common.config import check_same
 
 
-def round_dir(workdir: str, round_index: int) -> str:
-  """Where round r of the iterative procedure keeps its data, M and C (round 0: the workdir
-  itself; later rounds: `round_<r>/` inside it)."""
-  workdir = os.path.abspath(workdir)
-  return workdir if round_index == 0 else os.path.join(workdir, f'round_{round_index}')
-
-
 def make_mesh(num_devices: int) -> jax.sharding.Mesh:
   """A 1D ('data',) mesh over the first `num_devices` devices (config key `mesh.data`)."""
   available = jax.device_count()
@@ -167,6 +160,13 @@ def read_metrics(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
           for name, values in series.items()}
 
 
+def last_metrics(directory: str) -> dict[str, float]:
+  """Each series' last value in `directory`/metrics.jsonl, and the last step written."""
+  series = read_metrics(os.path.join(directory, 'metrics.jsonl'))
+  last = {name: float(values[-1]) for name, (_, values) in series.items()}
+  return {'step': int(max((steps[-1] for steps, _ in series.values()), default=0)), **last}
+
+
 def fit(state, step_fn: Callable, batches: Iterator, manager: ocp.CheckpointManager,
         log: MetricsLog, *, num_steps: int, log_every: int, eval_every: int,
         checkpoint_every: int, place: Callable, what: str, learning_rate_key: str,
@@ -176,8 +176,8 @@ def fit(state, step_fn: Callable, batches: Iterator, manager: ocp.CheckpointMana
   place(batch))` over the checkpointable grain iterator `batches`.
 
   Every `log_every` steps the metrics' means (and examples per second x `rate_scale`, as
-  `rate_name`) go to `log` under `prefix/`, and those named in `show` to the progress bar; a non-finite loss stops the
-  run (`StepWindow`). Every `eval_every` steps `evaluate(state, step)` runs, every
+  `rate_name`) go to `log` under `prefix/`, and those named in `show` to the progress bar; a
+  non-finite loss stops the run (`StepWindow`). Every `eval_every` steps `evaluate(state, step)` runs, every
   `checkpoint_every` steps the state and the iterator's position are saved; the last step does
   all three. Pending saves finish before it returns or raises. Returns (state, the last
   evaluation, or None if no step ran).

@@ -32,10 +32,8 @@ import numpy as np
 import tqdm
 from flax import struct
 
-from wm_jax.common.config import check_same, fingerprint
-from wm_jax.data.episodes import is_complete, read_metadata, write_episodes
 from wm_jax.envs import games
-from wm_jax.envs.pixels import HOST_ENVS, make_pixel_env
+from wm_jax.envs.pixels import HOST_ENVS
 
 
 @struct.dataclass
@@ -108,36 +106,14 @@ def make_collect(env, env_params, max_steps: int, max_action_repeat: int):
   return collect
 
 
-def rollouts_path(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), 'data', 'rollouts')
-
-
-def collect_dataset(config, workdir: str) -> str:
-  """Collects `config.collect.num_episodes` random-policy episodes into a TFDS dataset.
-
-  Skips the work if the dataset is complete (after checking it was made with this config).
-  Returns the dataset's path.
-  """
-  path = rollouts_path(workdir)
-  meta = fingerprint(config, ('env', 'collect'), ignore=('collect.episodes_per_chunk',))
-  meta['seed'] = config.seed
-  if is_complete(path):
-    check_same(read_metadata(path), meta, f'The rollout dataset in {path}')
-    return path
-
-  c = config.collect
-  if c.num_episodes < 1 or c.episodes_per_chunk < 1:
-    raise ValueError('collect.num_episodes and collect.episodes_per_chunk must be >= 1, got '
-                     f'{c.num_episodes} and {c.episodes_per_chunk}.')
-  env, env_params = make_pixel_env(config.env.name)
-  action = jax.eval_shape(lambda k: env.action_space(env_params).sample(k), jax.random.key(0))
-  spec = {'frames': ((64, 64, 3), np.uint8), 'actions': (action.shape, action.dtype),
-          'rewards': ((), np.float32), 'dones': ((), np.bool_), 'terminals': ((), np.bool_)}
-  progress = tqdm.tqdm(total=c.num_episodes, desc=f'collect {config.env.name}', unit='episode')
+def random_episodes(config, env, env_params) -> Iterator[dict[str, np.ndarray]]:
+  """`collect.num_episodes` random-policy episodes of `env.name` (a gymnax env, or a host game),
+  with a progress bar and frames/s."""
   source = host_episodes if config.env.name in HOST_ENVS else gymnax_episodes
-  write_episodes(path, spec, _with_progress(source(config, env, env_params), progress), meta)
+  progress = tqdm.tqdm(total=config.collect.num_episodes, desc=f'collect {config.env.name}',
+                       unit='episode')
+  yield from _with_progress(source(config, env, env_params), progress)
   progress.close()
-  return path
 
 
 def _with_progress(episodes: Iterator[dict[str, np.ndarray]], progress: tqdm.tqdm):
@@ -155,7 +131,7 @@ def gymnax_episodes(config, env, env_params) -> Iterator[dict[str, np.ndarray]]:
   if c.min_steps > 1:
     raise ValueError(f'collect.min_steps={c.min_steps} is only for host games ({HOST_ENVS}); '
                      'gymnax collection keeps every episode.')
-  collect = make_collect(env, env_params, c.max_steps, c.max_action_repeat)
+  collect = make_collect(env, env_params, config.env.max_steps, c.max_action_repeat)
   key = jax.random.fold_in(jax.random.key(config.seed), 0)
   for chunk, first in enumerate(range(0, c.num_episodes, c.episodes_per_chunk)):
     size = min(c.episodes_per_chunk, c.num_episodes - first)
@@ -169,12 +145,14 @@ def host_episodes(config, env, env_params) -> Iterator[dict[str, np.ndarray]]:
   `env.num_workers` processes; episode i is seeded by child i of SeedSequence(config.seed),
   whichever worker runs it."""
   c = config.collect
-  for name, value in (('max_steps', c.max_steps), ('max_action_repeat', c.max_action_repeat),
-                      ('min_steps', c.min_steps)):
+  for name, value in (('env.max_steps', config.env.max_steps),
+                      ('collect.max_action_repeat', c.max_action_repeat),
+                      ('collect.min_steps', c.min_steps)):
     if value < 1:
-      raise ValueError(f'collect.{name} must be >= 1, got {value}.')
-  if c.min_steps > c.max_steps:
-    raise ValueError(f'collect.min_steps={c.min_steps} exceeds collect.max_steps={c.max_steps}.')
+      raise ValueError(f'{name} must be >= 1, got {value}.')
+  if c.min_steps > config.env.max_steps:
+    raise ValueError(f'collect.min_steps={c.min_steps} exceeds env.max_steps='
+                     f'{config.env.max_steps}.')
   workers = config.env.num_workers or os.cpu_count()
   seeds = np.random.SeedSequence(config.seed)
   kept, tried = 0, 0
@@ -184,7 +162,8 @@ def host_episodes(config, env, env_params) -> Iterator[dict[str, np.ndarray]]:
     while kept < c.num_episodes:
       # Enough tasks to keep the workers busy; the dropped fraction is made up next round.
       batch = max(2 * workers, c.num_episodes - kept)
-      tasks = [(int(seeds.spawn(1)[0].generate_state(1)[0]), c.max_steps, c.max_action_repeat)
+      tasks = [(int(seeds.spawn(1)[0].generate_state(1)[0]), config.env.max_steps,
+                c.max_action_repeat)
                for _ in range(batch)]
       for episode in pool.imap(games.collect_episode, tasks):
         if kept == c.num_episodes:

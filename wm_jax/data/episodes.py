@@ -110,10 +110,16 @@ def open_episodes(path: str, what: str = 'episodes', split: str = 'train'):
   if not is_complete(path):
     raise FileNotFoundError(
         f'No complete {what} dataset at {directory}. Run the stage that writes it first '
-        '(experiments/world_models.py --stage=...); a killed write leaves only a temporary folder.')
+        '(wm_jax.world_models.run, or experiments/world_models.py --stage=...); a killed write '
+        'leaves only a temporary folder.')
   return tfds.builder_from_directory(directory).as_data_source(split)
 
 
 def read_metadata(path: str) -> dict[str, Any]:
   with open(os.path.join(dataset_dir(path), 'metadata.json')) as f:
     return json.load(f)
+
+
+def summary(path: str) -> dict[str, int]:
+  """{'episodes': how many} of the complete dataset under `path`."""
+  return {'episodes': len(open_episodes(path))}

@@ -1,0 +1,10 @@
+"""World Models (Ha & Schmidhuber, 2018): V (`models/conv_vae.py`), M (`models/mdn_rnn.py`),
+C (`models/controller.py`) trained by CMA-ES (`cmaes.py`) inside M's dream (`dream.py`), then
+scored in the real environment (`latent_env.py`). `run(config, workdir)` runs the pipeline
+(`pipeline.py`); `configs.get(name)` loads a packaged config."""
+
+from wm_jax.world_models import configs
+from wm_jax.world_models.pipeline import STAGES, run
+from wm_jax.world_models.workdir import Workdir
+
+__all__ = ['STAGES', 'Workdir', 'configs', 'run']

@@ -1,13 +1,12 @@
-"""CarRacing-v3 as in the paper (Ha & Schmidhuber, 2018; ../shared/reference): V with z = 32,
+"""CarRacing-v3 as in the paper (Ha & Schmidhuber, 2018): V with z = 32,
 M with 256 LSTM units, and C = tanh(W [z, h] + b) (867 parameters) trained by CMA-ES in the REAL
 environment, scored over 100 real episodes.
 
-  python -m experiments.world_models --config=experiments/configs/carracing.py \
+  python -m experiments.world_models --config=wm_jax/world_models/configs/carracing.py \
       --workdir=runs/carracing
 
-A job for many CPU cores: every generation runs population 64 x 16 rollouts = 1,024 real
-episodes of 1,000 steps (CarRacing steps at ~60/s per core; the authors' run took 47 days).
-Random data: 10,000 episodes of a smooth random driver (`wm_jax.envs.games.CarRacing`; the
+A job for many CPU cores (not run yet: docs/results.md): every generation runs population
+64 x 16 rollouts = 1,024 real episodes of 1,000 steps. Random data: 10,000 episodes of a smooth random driver (`wm_jax.envs.games.CarRacing`; the
 paper drove random-weight agents), each action held 1..10 frames.
 """
 
@@ -19,18 +18,18 @@ def get_config():
   config.env.name = 'CarRacing-v3'
 
   config.collect.num_episodes = 10_000
-  config.collect.max_steps = 1000  # gym's CarRacing time limit.
+  config.env.max_steps = 1000  # gym's CarRacing time limit.
   config.collect.max_action_repeat = 10
 
-  config.vae.z_size = 32
+  config.vae.model.z_size = 32
   config.vae.learning_rate = 1e-4  # Paper.
   config.vae.num_steps = 100_000  # 1 epoch of 10,000 x 1,000 frames in batches of 100.
   config.vae.eval_every = 1000
   config.vae.checkpoint_every = 1000
 
-  config.mdn.hidden_size = 256
-  config.mdn.restart_input = False  # Paper: 422,368 parameters, no restart flag.
-  config.mdn.predict_done = False  # Episodes end at the time limit.
+  config.mdn.model.hidden_size = 256
+  config.mdn.model.use_restart = False  # Paper: 422,368 parameters, no restart flag.
+  config.mdn.model.predict_done = False  # Episodes end at the time limit.
   config.mdn.chunk_length = 999  # Paper: whole episodes.
 
   config.controller.train_in = 'real'
@@ -40,6 +39,5 @@ def get_config():
   config.controller.num_generations = 1800  # The authors'.
   config.controller.eval_every = 25
 
-  config.evaluate.max_steps = 1000
   config.evaluate.num_episodes = 100
   return config

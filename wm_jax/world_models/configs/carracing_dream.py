@@ -1,13 +1,13 @@
 """CarRacing-v3 with C trained inside M's dream, which the paper did not do for CarRacing
-(its C was trained in the real environment: experiments/configs/carracing.py).
+(its C was trained in the real environment: wm_jax/world_models/configs/carracing.py).
 
-  python -m experiments.world_models --config=experiments/configs/carracing_dream.py \
+  python -m experiments.world_models --config=wm_jax/world_models/configs/carracing_dream.py \
       --workdir=runs/carracing_dream
 
 CarRacing's return comes from visiting track tiles, so the dream must pay it: M gains a reward
-head (`mdn.predict_reward`; trained with squared error beside the mixture NLL) and the dream
+head (`mdn.model.predict_reward`; trained with squared error beside the mixture NLL) and the dream
 pays its prediction per step. Episodes never end early, so the dream runs to
-`controller.max_steps`. Everything else is experiments/configs/carracing.py; scored over 100
+`controller.max_steps`. Everything else is wm_jax/world_models/configs/carracing.py; scored over 100
 real episodes.
 """
 
@@ -16,7 +16,7 @@ from wm_jax.world_models.configs import carracing
 
 def get_config():
   config = carracing.get_config()
-  config.mdn.predict_reward = True
+  config.mdn.model.predict_reward = True
   config.controller.train_in = 'dream'
-  config.controller.temperature = 1.0
+  config.dream.temperature = 1.0
   return config

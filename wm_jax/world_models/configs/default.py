@@ -1,8 +1,10 @@
 """Default World Models run: pixel CartPole-v1, sized to finish on a 2-core CPU in minutes.
 
 Every key any stage reads is here: other configs import this one and change a few fields, and
-the entry point rejects keys that are not here. Paper values (Ha & Schmidhuber, 2018) are noted
-where this config departs from them.
+`wm_jax.world_models.run` rejects keys that are not here. Paper values (Ha & Schmidhuber, 2018)
+are noted where this config departs from them. Model hyperparameters are the `model`
+sub-configs, whose keys are the modules' fields (`ConvVAE(**config.vae.model)`).
+`default:tiny` is the tests' config: every stage in seconds.
 
   python -m experiments.world_models --workdir=runs/cartpole
 """
@@ -10,52 +12,70 @@ where this config departs from them.
 import ml_collections
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   # Devices on the 'data' axis of the mesh; batches are sharded over them.
   config.mesh = ml_collections.ConfigDict({'data': 1})
 
+  _add_data_and_v(config)
+  _add_m(config)
+  _add_c(config)
+  if variant == 'tiny':
+    shrink_to_tiny(config)
+  elif variant:
+    raise ValueError(f"default.py takes 'tiny' after ':', got {variant!r}.")
+  return config
+
+
+def _add_data_and_v(config: ml_collections.ConfigDict) -> None:
+  """The environment, the random-policy rollouts and V."""
   config.env = ml_collections.ConfigDict()
   config.env.name = 'CartPole-v1'  # Any of wm_jax.envs.pixels.PIXEL_ENVS or HOST_ENVS.
   # Processes stepping a host game (DoomTakeCover, CarRacing-v3); 0: one per CPU core.
   config.env.num_workers = 0
+  config.env.max_steps = 500  # Real episodes' cap (collection, C's real scores); CartPole-v1's limit.
 
   config.collect = ml_collections.ConfigDict()
   config.collect.num_episodes = 1000  # Paper: 10,000.
-  config.collect.max_steps = 500  # CartPole-v1's time limit.
   config.collect.max_action_repeat = 3  # A random action is held for 1..k frames (Doom: 10).
   config.collect.min_steps = 1  # Shorter episodes are dropped (host games; paper, Doom: 100).
   config.collect.episodes_per_chunk = 32  # Episodes per jitted collection call (memory).
 
   config.vae = ml_collections.ConfigDict()
-  config.vae.z_size = 32
+  config.vae.model = ml_collections.ConfigDict()  # wm_jax.world_models.models.conv_vae.ConvVAE
+  config.vae.model.z_size = 32
+  config.vae.model.dtype = 'float32'
+  # 'matmul' or 'xla': two computations of the same transposed convs (models/conv_vae.py).
+  config.vae.model.transposed_conv = 'matmul'
   config.vae.kl_tolerance = 0.5
   # Paper: 1e-4. 3e-4 reaches clearer reconstructions within this config's CPU budget
-  # (measured: loss 32.8 vs 44.7 after 400 steps; README).
+  # (measured: loss 32.8 vs 44.7 after 400 steps; docs/results.md).
   config.vae.learning_rate = 3e-4
   config.vae.batch_size = 100
   # 1000 steps: V then encodes the pole's small tilts, which M's done head needs (at 500 steps
-  # the reconstructions stand upright and the dream never ends; README).
+  # the reconstructions stand upright and the dream never ends; docs/results.md).
   config.vae.num_steps = 1000
   config.vae.shuffle_window = 2000  # Frames shuffled together after the episode shuffle.
-  config.vae.dtype = 'float32'
-  # 'matmul' or 'xla': two computations of the same transposed convs (models/conv_vae.py).
-  config.vae.transposed_conv = 'matmul'
   config.vae.log_every = 50
   config.vae.eval_every = 100
   config.vae.checkpoint_every = 250  # A save costs a few seconds of this 2-core CPU.
 
+
+def _add_m(config: ml_collections.ConfigDict) -> None:
+  """M and the encoding of the rollouts it learns from."""
   config.mdn = ml_collections.ConfigDict()
-  config.mdn.hidden_size = 256  # Paper: 256 (CarRacing), 512 (Doom).
-  config.mdn.num_mixtures = 5
+  # wm_jax.world_models.models.mdn_rnn.MDNRNN; its z_size is V's, its action_size the env's.
+  config.mdn.model = ml_collections.ConfigDict()
+  config.mdn.model.hidden_size = 256  # Paper: 256 (CarRacing), 512 (Doom).
+  config.mdn.model.num_mixtures = 5
+  # The restart flag as an input (paper: Doom); the state is zeroed at restarts either way.
+  config.mdn.model.use_restart = True
+  config.mdn.model.predict_done = True  # CartPole episodes end by termination (Doom: True).
+  config.mdn.model.predict_reward = False  # +1 per step alive: no reward head needed.
   # How M reads a discrete action: 'one_hot', or 'centered' (one input, the index minus the
   # middle one: Doom's left / no-op / right = -1 / 0 / 1, the paper's single action input).
   config.mdn.action_input = 'one_hot'
-  # The restart flag as an input (paper: Doom); the state is zeroed at restarts either way.
-  config.mdn.restart_input = True
-  config.mdn.predict_done = True  # CartPole episodes end by termination (Doom: True).
-  config.mdn.predict_reward = False  # +1 per step alive: no reward head needed.
   # Loss = NLL + done_weight x mean(BCE, terminal steps' BCE x done_positive_weight). The
   # paper's Doom M: 1 and 10 (its restart_factor). CartPole keeps its measured 10 and 1.
   config.mdn.done_weight = 10.0
@@ -70,6 +90,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.encode = ml_collections.ConfigDict()
   config.encode.batch_size = 256  # Frames per jitted encoder call.
 
+
+def _add_c(config: ml_collections.ConfigDict) -> None:
+  """C, the dream it trains in, the iterative procedure and the real-environment scores."""
   # C, trained by CMA-ES (paper values for population, rollouts, sigma and
   # weight decay).
   config.controller = ml_collections.ConfigDict()
@@ -84,17 +107,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.controller.num_rollouts = 16  # Dream episodes per candidate per generation.
   config.controller.sigma_init = 0.1
   config.controller.weight_decay = 0.01  # Fitness = mean return - 0.01 * |params|^2.
-  config.controller.temperature = 1.0  # tau of the dream (paper, Doom: 1.15).
-  config.controller.max_steps = 200  # Dream episode cap while training.
-  # False: the dream ends when M's done logit > 0 (paper); True: with probability sigmoid(logit).
-  config.controller.sample_done = False
+  config.controller.max_steps = 200  # Episode cap while training.
   config.controller.include_cell = False  # C reads [z, h]; True: [z, c, h] (Doom).
   # In the real environment C reads z ~ N(mu, sigma) of each frame, as the paper's agents do
-  # (measured: more than twice the real score of z = mu with the same C; README).
+  # (measured: more than twice the real score of z = mu with the same C; docs/results.md).
   config.controller.sample_z = True
   config.controller.num_generations = 50
   config.controller.eval_every = 10  # Generations per compiled chunk, then score and checkpoint.
   config.controller.eval_episodes = 32  # Dream and real episodes scoring the mean at each check.
+
+  # M's dream, where C trains and is scored (wm_jax.world_models.dream).
+  config.dream = ml_collections.ConfigDict()
+  config.dream.temperature = 1.0  # tau (paper, Doom: 1.15).
+  # False: the dream ends when M's done logit > 0 (paper); True: with probability sigmoid(logit).
+  config.dream.sample_done = False
 
   # The paper's iterative procedure: rounds after the first collect with C, retrain M and C.
   config.iterative = ml_collections.ConfigDict()
@@ -104,6 +130,32 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.evaluate = ml_collections.ConfigDict()
   config.evaluate.num_episodes = 100
-  config.evaluate.max_steps = 500  # CartPole-v1's time limit.
   config.evaluate.gif_steps = 300  # Frames of dream_vs_real.gif.
-  return config
+
+
+def shrink_to_tiny(config: ml_collections.ConfigDict) -> None:
+  """Every stage in seconds on a CPU (the tests' config); the models' shapes but M's are kept."""
+  config.env.max_steps = 30
+  config.collect.num_episodes = 24
+  config.collect.episodes_per_chunk = 8
+  config.vae.batch_size = 16
+  config.vae.num_steps = 6
+  config.vae.shuffle_window = 64
+  config.vae.learning_rate = 1e-3
+  config.vae.log_every = 2
+  config.vae.eval_every = 3
+  config.vae.checkpoint_every = 2
+  config.encode.batch_size = 32
+  config.mdn.model.hidden_size = 16
+  config.mdn.num_streams = 4
+  config.mdn.chunk_length = 8
+  config.mdn.num_epochs = 4
+  config.controller.population_size = 8
+  config.controller.num_rollouts = 2
+  config.controller.max_steps = 20
+  config.controller.num_generations = 4
+  config.controller.eval_every = 2
+  config.controller.eval_episodes = 4
+  config.iterative.num_episodes = 3
+  config.evaluate.num_episodes = 4
+  config.evaluate.gif_steps = 10

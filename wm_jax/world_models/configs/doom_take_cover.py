@@ -1,7 +1,7 @@
-"""DoomTakeCover at the paper's scale (Ha & Schmidhuber, 2018; ../shared/reference): C trained
+"""DoomTakeCover at the paper's scale (Ha & Schmidhuber, 2018): C trained
 entirely inside M's dream at tau = 1.15, then scored in the real game over 100 episodes.
 
-  python -m experiments.world_models --config=experiments/configs/doom_take_cover.py \
+  python -m experiments.world_models --config=wm_jax/world_models/configs/doom_take_cover.py \
       --workdir=runs/doom_take_cover
 
 Paper values: 10,000 random-policy episodes (a random action held 1..10 frames, episodes under
@@ -21,11 +21,11 @@ def get_config():
   config.env.name = 'DoomTakeCover'
 
   config.collect.num_episodes = 10_000
-  config.collect.max_steps = 2100
+  config.env.max_steps = 2100
   config.collect.max_action_repeat = 10
   config.collect.min_steps = 100
 
-  config.vae.z_size = 64
+  config.vae.model.z_size = 64
   config.vae.learning_rate = 1e-4  # Paper.
   # Kept random-policy episodes average 316 frames (doom_take_cover_small's 600: 189,344
   # frames), so 32,000 steps of 100 frames are ~1 epoch of 10,000 (paper appendix: 1 epoch).
@@ -33,9 +33,9 @@ def get_config():
   config.vae.eval_every = 1000
   config.vae.checkpoint_every = 1000
 
-  config.mdn.hidden_size = 512
+  config.mdn.model.hidden_size = 512
   config.mdn.action_input = 'centered'
-  config.mdn.predict_done = True
+  config.mdn.model.predict_done = True
   config.mdn.done_weight = 1.0
   config.mdn.done_positive_weight = 10.0  # Paper: deaths' BCE x10 (restart_factor).
   config.mdn.lr_decay = 0.99999
@@ -43,12 +43,11 @@ def get_config():
 
   config.controller.action_map = 'doom'
   config.controller.include_cell = True
-  config.controller.temperature = 1.15
+  config.dream.temperature = 1.15
   config.controller.max_steps = 2100
   config.controller.num_generations = 1800  # The authors'.
   config.controller.eval_every = 100
   config.controller.eval_episodes = 32
 
-  config.evaluate.max_steps = 2100
   config.evaluate.num_episodes = 100
   return config

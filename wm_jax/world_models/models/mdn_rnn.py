@@ -137,3 +137,21 @@ def sample_mixture(key: jax.Array, mixture: MixtureOutput, temperature: float | 
   mean = jnp.take_along_axis(mixture.means, component, axis=-1)[..., 0]
   std = jnp.exp(jnp.take_along_axis(mixture.log_stds, component, axis=-1)[..., 0])
   return mean + std * jnp.sqrt(tau) * jax.random.normal(key_noise, mean.shape, mean.dtype)
+
+
+ACTION_INPUTS = ('one_hot', 'centered')
+
+
+def action_features(actions: jax.Array, num_actions: int | None, action_input: str = 'one_hot',
+                    action_shape: tuple[int, ...] = ()) -> jax.Array:
+  """Actions [..., *action_shape] as M's input: for discrete actions (`num_actions` of them)
+  one-hot [..., n] or, with `action_input='centered'`, [..., 1] = index - (n - 1) / 2; for
+  continuous ones floats [..., A] (a scalar action as [..., 1])."""
+  if action_input not in ACTION_INPUTS:
+    raise ValueError(f'mdn.action_input must be one of {ACTION_INPUTS}, got {action_input!r}.')
+  if num_actions is not None and action_input == 'centered':
+    return (jnp.asarray(actions, jnp.float32) - (num_actions - 1) / 2)[..., None]
+  if num_actions is not None:
+    return jax.nn.one_hot(actions, num_actions)
+  actions = jnp.asarray(actions, jnp.float32)
+  return actions.reshape(*actions.shape[:actions.ndim - len(action_shape)], -1)

@@ -1,9 +1,9 @@
-"""The last stage: C (of the last round) scored in the real environment and the dream, a random
-baseline, pictures.
+"""The evaluate stage: C (of the last round) scored in the real environment and the dream, a
+random baseline, pictures.
 
 Writes to the workdir:
 - `results.json`: mean, std, min and max return over `evaluate.num_episodes` episodes of C in
-  the real environment (pixels through V and M), of C in the dream (at `controller.temperature`),
+  the real environment (pixels through V and M), of C in the dream (at `dream.temperature`),
   and of a uniformly random policy in the real environment; plus the temperature and episode cap.
 - `curves.png`: V's loss, M's loss, and C's population, dream and real returns over training
   (every round of the iterative procedure).
@@ -21,14 +21,12 @@ import jax
 import matplotlib
 import ml_collections
 import numpy as np
-from PIL import Image
 
-from wm_jax.common.config import fingerprint
-from wm_jax.world_models.models.conv_vae import ConvVAE
 from wm_jax.common import images, training
 from wm_jax.world_models.cmaes import rollout
-from wm_jax.world_models.stages.controller import (build_world, controller_fingerprint, make_scorer,
-                                     restore_controller)
+from wm_jax.world_models.models.conv_vae import ConvVAE
+from wm_jax.world_models.stages.controller import load_world, make_scorer, restore_controller
+from wm_jax.world_models.workdir import Workdir, fingerprint
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
@@ -40,73 +38,71 @@ def summarize(returns: jax.Array) -> dict[str, float]:
           'min': float(returns.min()), 'max': float(returns.max()), 'episodes': len(returns)}
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Scores the trained C and writes results.json, curves.png and dream_vs_real.gif."""
-  workdir = os.path.abspath(workdir)
-  path = os.path.join(workdir, 'results.json')
-  last_round = config.iterative.rounds - 1
-  meta = controller_fingerprint(config, last_round)
-  meta.update(fingerprint(config, ('controller', 'evaluate')))
-  if os.path.exists(path):
-    with open(path) as f:
-      results = json.load(f)
-    if results['config'] == meta:  # Already evaluated with this configuration.
-      return results
-  e = config.evaluate
-  world = build_world(config, workdir, last_round)
-  theta = restore_controller(config, workdir, world.template, last_round)
-  key = jax.random.fold_in(jax.random.key(config.seed), 4)
-  key_real, key_dream, key_random, key_gif = jax.random.split(key, 4)
-  dream_params = world.dream_params.replace(max_steps_in_episode=e.max_steps)
+def score(config: ml_collections.ConfigDict, world, theta, keys) -> dict[str, Any]:
+  """C's returns in the real environment and the dream, and a uniformly random policy's, over
+  `evaluate.num_episodes` episodes each, with the three `keys`."""
+  max_steps, episodes = config.env.max_steps, config.evaluate.num_episodes
   pixel_env = world.real.env
-  pixel_params = world.real_params.env_params.replace(max_steps_in_episode=e.max_steps)
+  pixel_params = world.real_params.env_params.replace(max_steps_in_episode=max_steps)
   space = pixel_env.action_space(pixel_params)
 
   def random_policy(params, observation, key):
     return space.sample(key)
 
   def scores(env, env_params, policy, key):
-    return summarize(make_scorer(env, env_params, policy, e.max_steps)(
-        theta, jax.random.split(key, e.num_episodes)))
+    return summarize(make_scorer(env, env_params, policy, max_steps)(
+        theta, jax.random.split(key, episodes)))
 
-  results = {
-      'env': config.env.name,
-      'real': scores(world.real, world.real_params, world.policy, key_real),
-      'dream': scores(world.dream, dream_params, world.policy, key_dream),
-      'random_policy': scores(pixel_env, pixel_params, random_policy, key_random),
-      'round': last_round,
-      'temperature': config.controller.temperature,
-      'max_steps': e.max_steps,
-      'config': meta,
-  }
-  with open(path + '.tmp', 'w') as f:
+  key_real, key_dream, key_random = keys
+  return {'real': scores(world.real, world.real_params, world.policy, key_real),
+          'dream': scores(world.dream, world.dream_params, world.policy, key_dream),
+          'random_policy': scores(pixel_env, pixel_params, random_policy, key_random)}
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Scores the trained C and writes results.json, curves.png and dream_vs_real.gif; returns
+  the results (skips, returning the stored ones, if done with this config)."""
+  paths = Workdir(workdir)
+  last_round = config.iterative.rounds - 1
+  meta = fingerprint(config, 'evaluate', last_round)
+  if os.path.exists(paths.results):
+    with open(paths.results) as f:
+      results = json.load(f)
+    if results['config'] == meta:  # Already evaluated with this configuration.
+      return results
+  world = load_world(config, workdir, last_round)
+  theta = restore_controller(config, workdir, world.template, last_round)
+  key_real, key_dream, key_random, key_gif = jax.random.split(
+      jax.random.fold_in(jax.random.key(config.seed), 4), 4)
+  results = {'env': config.env.name,
+             **score(config, world, theta, (key_real, key_dream, key_random)),
+             'round': last_round, 'temperature': config.dream.temperature,
+             'max_steps': config.env.max_steps, 'config': meta}
+  with open(paths.results + '.tmp', 'w') as f:
     json.dump(results, f, indent=2)
-  os.replace(path + '.tmp', path)
-  plot_curves(workdir, results, os.path.join(workdir, 'curves.png'), config.iterative.rounds,
-              config.controller.num_generations)
-  write_dream_vs_real_gif(world, theta, key_gif, e.gif_steps,
-                          os.path.join(workdir, 'dream_vs_real.gif'))
+  os.replace(paths.results + '.tmp', paths.results)
+  plot_curves(paths, results, config.iterative.rounds, config.controller.num_generations)
+  write_dream_vs_real_gif(world, theta, key_gif, config.evaluate.gif_steps,
+                          os.path.join(paths.root, 'dream_vs_real.gif'))
   print('results:', json.dumps({k: results[k] for k in ('real', 'dream', 'random_policy')}))
   return results
 
 
-def plot_curves(workdir: str, results: dict[str, Any], path: str, rounds: int,
-                generations: int) -> None:
+def plot_curves(paths: Workdir, results: dict[str, Any], rounds: int, generations: int) -> None:
   """V's loss, M's loss and C's returns over training (rounds of the iterative procedure side by
-  side), from the stages' metrics.jsonl."""
+  side), from the stages' metrics.jsonl, as curves.png."""
   fig, (ax_v, ax_m, ax_c) = plt.subplots(1, 3, figsize=(15, 4))
-  vae = training.read_metrics(os.path.join(workdir, 'vae', 'metrics.jsonl'))
+  vae = training.read_metrics(os.path.join(paths.vae, 'metrics.jsonl'))
   for name, label in (('vae/loss', 'loss (SE + floored KL)'), ('vae/kl', 'KL')):
     if name in vae:
       ax_v.plot(*vae[name], label=label)
   ax_v.set(title='V', xlabel='step', yscale='log')
   for r in range(rounds):
     suffix = f' (round {r})' if rounds > 1 else ''
-    m = training.read_metrics(os.path.join(training.round_dir(workdir, r), 'mdn', 'metrics.jsonl'))
+    m = training.read_metrics(os.path.join(paths.mdn(r), 'metrics.jsonl'))
     if 'mdn/nll' in m:
       ax_m.plot(*m['mdn/nll'], label='NLL per dimension' + suffix)
-    c = training.read_metrics(os.path.join(training.round_dir(workdir, r), 'controller',
-                                         'metrics.jsonl'))
+    c = training.read_metrics(os.path.join(paths.controller(r), 'metrics.jsonl'))
     offset = r * generations  # Round r's generations follow round r - 1's on the x axis.
     if 'population/mean_return' in c:
       steps, values = c['population/mean_return']
@@ -124,7 +120,7 @@ def plot_curves(workdir: str, results: dict[str, Any], path: str, rounds: int,
   for ax in (ax_v, ax_m, ax_c):
     ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=80)
+  fig.savefig(os.path.join(paths.root, 'curves.png'), dpi=80)
   plt.close(fig)
 
 
@@ -150,6 +146,5 @@ def write_dream_vs_real_gif(world, theta, key: jax.Array, num_steps: int, path: 
   length = max(int(np.sum(dream_alive)), int(np.sum(real_alive)))
   dream_frames = hold_last(images.to_uint8(dream_frames), dream_alive)
   real_frames = hold_last(real_frames, real_alive)
-  images = [Image.fromarray(np.concatenate([d, r], axis=1)).resize((256, 128), Image.NEAREST)
-            for d, r in zip(dream_frames[:length], real_frames[:length])]
-  images[0].save(path, save_all=True, append_images=images[1:], duration=40, loop=0)
+  images.save_gif(path, [np.concatenate([d, r], axis=1)
+                         for d, r in zip(dream_frames[:length], real_frames[:length])], fps=25)

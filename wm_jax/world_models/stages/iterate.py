@@ -9,12 +9,11 @@ real environment that M never modelled. Each round r = 1 .. `iterative.rounds` -
    with the actions, rewards and done flags: a latent dataset in the format of the encode stage;
 2. trains a fresh M on the latents of all rounds so far;
 3. trains a fresh C by CMA-ES in that M's dream.
-Round r keeps its data, M and C under `<workdir>/round_<r>/`; V and the initial latents are the
-ones of round 0. Every step is skipped when complete, so a killed round resumes.
+Round r keeps its data, M and C under `<workdir>/round_<r>/` (`Workdir.round`); V and the
+initial latents are the ones of round 0. Every step is skipped when complete, so a killed round resumes.
 """
 
 from __future__ import annotations
-
 
 import jax
 import jax.numpy as jnp
@@ -23,21 +22,21 @@ import numpy as np
 
 from wm_jax.common.config import check_same
 from wm_jax.data import episodes as episodes_lib
-from wm_jax.common import training
-from wm_jax.world_models.stages import controller, mdn
 from wm_jax.world_models.cmaes import rollout
-from wm_jax.world_models.stages.vae import latents_path
+from wm_jax.world_models.stages import controller, mdn
+from wm_jax.world_models.workdir import Workdir, fingerprint
 
 
 def collect_with_controller(config: ml_collections.ConfigDict, workdir: str,
-                            round_index: int) -> str:
-  """Round `round_index`'s latent dataset, from the previous round's C (+ epsilon exploration)."""
-  path = latents_path(training.round_dir(workdir, round_index))
-  meta = mdn.mdn_fingerprint(config, round_index)
+                            round_index: int) -> dict[str, int]:
+  """Round `round_index`'s latent dataset, from the previous round's C (+ epsilon exploration).
+  Returns {'episodes': how many it holds}."""
+  path = Workdir(workdir).latents(round_index)
+  meta = fingerprint(config, 'mdn', round_index)
   if episodes_lib.is_complete(path):
     check_same(episodes_lib.read_metadata(path), meta, f'The latent dataset in {path}')
-    return path
-  world = controller.build_world(config, workdir, round_index - 1)
+    return episodes_lib.summary(path)
+  world = controller.load_world(config, workdir, round_index - 1)
   theta = controller.restore_controller(config, workdir, world.template, round_index - 1)
   space = world.real.action_space(world.real_params)
   epsilon = config.iterative.epsilon
@@ -52,7 +51,7 @@ def collect_with_controller(config: ml_collections.ConfigDict, workdir: str,
             'rewards': reward.astype(jnp.float32), 'dones': terminated | truncated,
             'terminals': terminated}
 
-  max_steps = config.evaluate.max_steps
+  max_steps = config.env.max_steps
   keys = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), 100 + round_index),
                           config.iterative.num_episodes)
   _, steps, alive = jax.device_get(jax.jit(jax.vmap(
@@ -64,7 +63,7 @@ def collect_with_controller(config: ml_collections.ConfigDict, workdir: str,
       length = int(alive[e].sum())
       yield {name: values[e, :length] for name, values in steps.items()}
 
-  z = config.vae.z_size
+  z = config.vae.model.z_size
   action = steps['actions'][0, 0]
   spec = {'mu': ((z,), np.float32), 'logvar': ((z,), np.float32),
           'actions': (action.shape, action.dtype), 'rewards': ((), np.float32),
@@ -73,15 +72,13 @@ def collect_with_controller(config: ml_collections.ConfigDict, workdir: str,
   lengths = alive.sum(axis=1)
   print(f'round {round_index}: collected {len(lengths)} episodes with C, mean length '
         f'{lengths.mean():.1f} (+- {lengths.std():.1f}), {int(lengths.sum())} steps', flush=True)
-  return path
+  return episodes_lib.summary(path)
 
 
-def run_rounds(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Rounds 1 .. iterative.rounds - 1 (round 0 is the collect .. controller stages)."""
-  if config.iterative.rounds < 1:
-    raise ValueError(f'iterative.rounds must be >= 1 (1: no iteration), got '
-                     f'{config.iterative.rounds}.')
-  for round_index in range(1, config.iterative.rounds):
-    collect_with_controller(config, workdir, round_index)
-    mdn.train_and_evaluate(config, workdir, round_index)
-    controller.train_and_evaluate(config, workdir, round_index)
+def run_rounds(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
+  """Rounds 1 .. iterative.rounds - 1 (round 0 is the collect .. controller stages). Returns
+  {'round_<r>': {'collect', 'mdn', 'controller'}: each step's results}."""
+  return {f'round_{r}': {'collect': collect_with_controller(config, workdir, r),
+                         'mdn': mdn.train_and_evaluate(config, workdir, r),
+                         'controller': controller.train_and_evaluate(config, workdir, r)}
+          for r in range(1, config.iterative.rounds)}

@@ -1,4 +1,4 @@
-"""Training M (the MDN-RNN) on V's encoded rollouts.
+"""The mdn stage: M (the MDN-RNN) trained on V's encoded rollouts.
 
 The whole latent dataset lives on device as flat per-step arrays. Every epoch, on the host, the
 episodes are shuffled and laid end to end, the result is cut into `mdn.num_streams` equal
@@ -17,10 +17,8 @@ rate decayed by `mdn.lr_decay` per step. A checkpoint every epoch resumes exactl
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
-import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -30,19 +28,12 @@ import orbax.checkpoint as ocp
 import tqdm
 from flax import struct
 from flax.training import train_state
-from gymnax.environments import spaces
 
-from wm_jax.common.config import fingerprint
-from wm_jax.data import episodes as episodes_lib
-from wm_jax.envs.pixels import make_pixel_env
-from wm_jax.world_models.models.mdn_rnn import MDNRNN, mixture_log_prob
 from wm_jax.common import training
-from wm_jax.world_models.stages.vae import latents_path
-
-RESUMABLE_KEYS = ('mdn.num_epochs',)
-# Keys that only change what is watched or reported, never a trained model or collected data.
-MONITORING_KEYS = ('controller.eval_every', 'controller.eval_episodes', 'evaluate.num_episodes',
-                   'evaluate.gif_steps')
+from wm_jax.data import episodes as episodes_lib
+from wm_jax.world_models.models.mdn_rnn import MDNRNN, mixture_log_prob
+from wm_jax.world_models.workdir import Workdir, fingerprint
+from wm_jax.world_models.world import mdn_model, real_env
 
 
 class Sequences(struct.PyTreeNode):
@@ -56,31 +47,13 @@ class Sequences(struct.PyTreeNode):
   rewards: jax.Array  # [N]
 
 
-ACTION_INPUTS = ('one_hot', 'centered')
-
-
-def action_features(actions: jax.Array, num_actions: int | None, action_input: str = 'one_hot',
-                    action_shape: tuple[int, ...] = ()) -> jax.Array:
-  """Actions [..., *action_shape] as M's input: for discrete actions (`num_actions` of them)
-  one-hot [..., n] or, with `action_input='centered'`, [..., 1] = index - (n - 1) / 2; for
-  continuous ones floats [..., A] (a scalar action as [..., 1])."""
-  if action_input not in ACTION_INPUTS:
-    raise ValueError(f'mdn.action_input must be one of {ACTION_INPUTS}, got {action_input!r}.')
-  if num_actions is not None and action_input == 'centered':
-    return (jnp.asarray(actions, jnp.float32) - (num_actions - 1) / 2)[..., None]
-  if num_actions is not None:
-    return jax.nn.one_hot(actions, num_actions)
-  actions = jnp.asarray(actions, jnp.float32)
-  return actions.reshape(*actions.shape[:actions.ndim - len(action_shape)], -1)
-
-
 def load_sequences(workdir: str, features, round_index: int = 0) -> tuple[Sequences, np.ndarray]:
   """Reads the latent datasets of rounds 0..round_index (the encoded random rollouts, then each
-  round's controller rollouts), actions through `features` (`make_action_features`); returns
-  (Sequences on host, episode lengths [E])."""
+  round's controller rollouts), actions through `features` (`world.real_env(config).features`);
+  returns (Sequences on host, episode lengths [E])."""
   episodes = []
   for r in range(round_index + 1):
-    source = episodes_lib.open_episodes(latents_path(training.round_dir(workdir, r)), 'latent')
+    source = episodes_lib.open_episodes(Workdir(workdir).latents(r), 'latent')
     episodes += [source[i] for i in range(len(source))]
   lengths = np.array([len(e['mu']) for e in episodes])
 
@@ -141,17 +114,10 @@ def epoch_index(lengths: np.ndarray, num_streams: int, chunk_length: int, seed: 
   return flat[:num_streams * per_stream].reshape(num_streams, chunks, chunk_length)
 
 
-def make_model(config: ml_collections.ConfigDict, action_size: int) -> MDNRNN:
-  m = config.mdn
-  return MDNRNN(z_size=config.vae.z_size, action_size=action_size, hidden_size=m.hidden_size,
-                num_mixtures=m.num_mixtures, use_restart=m.restart_input, predict_done=m.predict_done,
-                predict_reward=m.predict_reward)
-
-
-def create_train_state(config: ml_collections.ConfigDict, action_size: int,
-                       rng: jax.Array) -> train_state.TrainState:
-  model = make_model(config, action_size)
-  params = model.init(rng, jnp.zeros((1, 1, config.vae.z_size)), jnp.zeros((1, 1, action_size)))
+def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array
+                       ) -> train_state.TrainState:
+  model = mdn_model(config)
+  params = model.init(rng, jnp.zeros((1, 1, model.z_size)), jnp.zeros((1, 1, model.action_size)))
   m = config.mdn
   schedule = optax.exponential_decay(m.learning_rate, transition_steps=1, decay_rate=m.lr_decay)
   tx = optax.chain(optax.clip_by_global_norm(m.grad_clip), optax.adam(schedule))
@@ -207,68 +173,31 @@ def train_epoch(state: train_state.TrainState, data: Sequences, index: jax.Array
 
 
 def jit_train_epoch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
-  """`train_epoch` jitted once: streams sharded on 'data', state and dataset replicated."""
+  """`train_epoch` jitted for this config: streams sharded on 'data', state and dataset
+  replicated."""
   streams = training.data_sharding(mesh, config.mdn.num_streams)
   replicated = training.replicated(mesh)
-  chex.clear_trace_counter()  # See wm_jax.world_models.stages.vae.jit_train_step.
-
-  @chex.assert_max_traces(n=1)
-  def epoch(state, data, index, key):
-    m = config.mdn
-    return train_epoch(state, data, index, key, m.done_weight, m.done_positive_weight,
-                       m.hidden_size)
-
+  m = config.mdn
+  epoch = functools.partial(train_epoch, done_weight=m.done_weight,
+                            done_positive_weight=m.done_positive_weight,
+                            hidden_size=m.model.hidden_size)
   return jax.jit(epoch, in_shardings=(replicated, replicated, streams, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
 
-def mdn_fingerprint(config: ml_collections.ConfigDict, round_index: int = 0) -> dict[str, Any]:
-  meta = fingerprint(config, ('env', 'collect', 'vae', 'mdn'),
-                     ignore=('collect.episodes_per_chunk', 'vae.log_every', 'vae.eval_every',
-                             'vae.checkpoint_every') + RESUMABLE_KEYS)
-  meta['seed'] = config.seed
-  if round_index:  # Later rounds also depend on the earlier rounds' C and collection.
-    meta.update(fingerprint(config, ('controller', 'evaluate', 'iterative'),
-                            ignore=MONITORING_KEYS + ('iterative.rounds',)))
-    meta['round'] = round_index
-  return meta
-
-
-def action_space(config: ml_collections.ConfigDict):
-  """`env.name`'s gymnax action space."""
-  env, env_params = make_pixel_env(config.env.name)
-  return env.action_space(env_params)
-
-
-def make_action_features(config: ml_collections.ConfigDict):
-  """`env.name`'s actions [..., *action shape] -> M's action input [..., A], as
-  `mdn.action_input` says."""
-  space = action_space(config)
-  discrete = isinstance(space, spaces.Discrete)
-  return functools.partial(action_features, num_actions=int(space.n) if discrete else None,
-                           action_input=config.mdn.action_input,
-                           action_shape=() if discrete else tuple(space.shape))
-
-
-def input_action_size(config: ml_collections.ConfigDict) -> int:
-  """The width of M's action input for `env.name` (`action_features` of one action)."""
-  sample = action_space(config).sample(jax.random.key(0))
-  return int(make_action_features(config)(sample).shape[-1])
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_index: int = 0
-                       ) -> train_state.TrainState:
-  """Trains M for `mdn.num_epochs` epochs on `workdir`'s latents (those of rounds 0..round_index
-  of the iterative procedure), resuming at an epoch boundary."""
-  out = os.path.join(training.round_dir(workdir, round_index), 'mdn')
-  host_data, lengths = load_sequences(workdir, make_action_features(config), round_index)
+                       ) -> dict[str, float]:
+  """Trains M for `mdn.num_epochs` epochs on the workdir's latents (those of rounds
+  0..round_index of the iterative procedure), resuming at an epoch boundary. Returns the last
+  epoch's metrics ({'step': epochs, 'mdn/loss', 'mdn/nll', ...})."""
+  out = Workdir(workdir).mdn(round_index)
+  host_data, lengths = load_sequences(workdir, real_env(config).features, round_index)
   mesh = training.make_mesh(config.mesh.data)
   data = jax.device_put(host_data, training.replicated(mesh))
-  action_size = host_data.actions.shape[-1]
-  state = jax.device_put(create_train_state(config, action_size, jax.random.PRNGKey(config.seed)),
+  state = jax.device_put(create_train_state(config, jax.random.PRNGKey(config.seed)),
                          training.replicated(mesh))
-  manager = training.checkpoint_manager(os.path.join(out, 'checkpoints'),
-                                      mdn_fingerprint(config, round_index))
+  manager = training.checkpoint_manager(Workdir(workdir).checkpoints('mdn', round_index),
+                                        fingerprint(config, 'mdn', round_index, checkpoints=True))
   epoch = 0
   if manager.latest_step() is not None:
     epoch = manager.latest_step()
@@ -292,15 +221,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_in
     manager.save(epoch + 1, args=ocp.args.StandardSave(state))
   manager.wait_until_finished()
   log.close()
-  return state
+  return training.last_metrics(out)
 
 
 def restore_params(config: ml_collections.ConfigDict, workdir: str, round_index: int = 0) -> Any:
   """M's parameters from the final checkpoint of `train_and_evaluate` (refuses partial training)."""
-  abstract = jax.eval_shape(functools.partial(create_train_state, config,
-                                              input_action_size(config)), jax.random.PRNGKey(0))
+  abstract = jax.eval_shape(functools.partial(create_train_state, config), jax.random.PRNGKey(0))
   return training.restore_final(
-      os.path.join(training.round_dir(workdir, round_index), 'mdn', 'checkpoints'),
-      mdn_fingerprint(config, round_index), config.mdn.num_epochs, 'M', 'mdn.num_epochs',
-      'mdn' if round_index == 0 else 'iterate',
+      Workdir(workdir).checkpoints('mdn', round_index),
+      fingerprint(config, 'mdn', round_index, checkpoints=True), config.mdn.num_epochs, 'M',
+      'mdn.num_epochs', 'mdn' if round_index == 0 else 'iterate',
       ocp.args.StandardRestore(training.abstract(abstract))).params
