@@ -1,34 +1,47 @@
 import pytest
 
-from wm_jax.world_models.configs import default
 from wm_jax.common.config import check_keys, check_same, fingerprint
+from wm_jax.videogpt import configs as videogpt_configs
+from wm_jax.world_models import configs
+
+DEFAULT_PATH = 'wm_jax/world_models/configs/default.py'
 
 
-def test_default_config_passes():
-  check_keys(default.get_config(), default.get_config())
+@pytest.mark.parametrize('name', configs.NAMES + ('default:tiny',))
+def test_packaged_configs_load_by_name_and_use_known_keys(name):
+  check_keys(configs.get(name), configs.get('default'), DEFAULT_PATH)
+
+
+@pytest.mark.parametrize('name', videogpt_configs.NAMES + (
+    'vqvae_cartpole:paper', 'vqvae_cartpole:tiny', 'videogpt_cartpole:tiny'))
+def test_videogpt_configs_load_by_name_and_use_known_keys(name):
+  """Every VQ-VAE key is in vqvae_moving_digits.py, every prior key in videogpt_moving_digits.py."""
+  reference = 'vqvae_moving_digits' if name.startswith('vqvae') else 'videogpt_moving_digits'
+  check_keys(videogpt_configs.get(name), videogpt_configs.get(reference), f'{reference}.py')
+
+
+def test_unknown_config_names_are_named():
+  with pytest.raises(ValueError, match=r"No config 'defualt' in wm_jax.world_models.configs; "
+                                       r"expected one of \('carracing'"):
+    configs.get('defualt')
+  with pytest.raises(ValueError, match="default.py takes 'tiny' after ':', got 'small'"):
+    configs.get('default:small')
 
 
 def test_unknown_key_is_named_with_a_suggestion():
-  config = default.get_config()
+  config = configs.get('default')
   config.unlock()
-  config.vae.z_sise = 64
-  with pytest.raises(ValueError, match=r"vae\.z_sise \(did you mean 'vae\.z_size'\?\)"):
-    check_keys(config, default.get_config())
+  config.vae.model.z_sise = 64
+  with pytest.raises(ValueError, match=r"vae\.model\.z_sise \(did you mean 'vae\.model\.z_size'\?\)"
+                                       r"\nKnown keys are those of wm_jax/world_models/configs"):
+    check_keys(config, configs.get('default'), DEFAULT_PATH)
 
 
 def test_check_same_lists_differences():
-  a = fingerprint(default.get_config(), ('env', 'vae'))
-  config = default.get_config()
-  config.vae.z_size = 64
+  a = fingerprint(configs.get('default'), ('env', 'vae'))
+  config = configs.get('default')
+  config.vae.model.z_size = 64
   b = fingerprint(config, ('env', 'vae'))
   check_same(a, a, 'x')
-  with pytest.raises(ValueError, match=r'vae\.z_size: stored 32, config 64'):
+  with pytest.raises(ValueError, match=r'vae\.model\.z_size: stored 32, config 64'):
     check_same(a, b, 'The checkpoints')
-
-
-@pytest.mark.parametrize('name', ['doom_take_cover', 'doom_take_cover_small', 'carracing',
-                                  'carracing_dream'])
-def test_world_models_configs_use_known_keys(name):
-  import importlib
-  config = importlib.import_module(f'wm_jax.world_models.configs.{name}').get_config()
-  check_keys(config, default.get_config())

@@ -1,4 +1,5 @@
-"""Shared fixtures: the persistent compilation cache, small real datasets, a tiny config."""
+"""Shared fixtures: the persistent compilation cache and small real datasets, made with the tiny
+configs (`default:tiny`)."""
 
 import os
 import shutil
@@ -18,43 +19,12 @@ def _fresh_trace_counters():
   chex.clear_trace_counter()
 
 
-def small_config():
-  """The default config, shrunk so that a stage runs in seconds on a CPU."""
-  from wm_jax.world_models.configs import default
-  config = default.get_config()
-  config.collect.num_episodes = 24
-  config.collect.max_steps = 60
-  config.collect.episodes_per_chunk = 8
-  config.vae.batch_size = 16
-  config.vae.num_steps = 6
-  config.vae.shuffle_window = 64
-  config.vae.learning_rate = 1e-3
-  config.vae.log_every = 2
-  config.vae.eval_every = 3
-  config.vae.checkpoint_every = 2
-  config.encode.batch_size = 32
-  config.mdn.hidden_size = 16
-  config.mdn.num_streams = 4
-  config.mdn.chunk_length = 8
-  config.mdn.num_epochs = 4
-  config.controller.population_size = 8
-  config.controller.num_rollouts = 2
-  config.controller.max_steps = 20
-  config.controller.num_generations = 4
-  config.controller.eval_every = 2
-  config.controller.eval_episodes = 4
-  config.evaluate.num_episodes = 4
-  config.evaluate.max_steps = 30
-  config.evaluate.gif_steps = 10
-  return config
-
-
 @pytest.fixture(scope='session')
 def rollout_workdir(tmp_path_factory):
   """A workdir holding a small collected pixel-CartPole dataset (made once per session)."""
-  from wm_jax.data.collect import collect_dataset
+  from wm_jax.world_models import configs, run
   workdir = str(tmp_path_factory.mktemp('rollouts'))
-  collect_dataset(small_config(), workdir)
+  run(configs.get('default:tiny'), workdir, ['collect'])
   return workdir
 
 
@@ -62,39 +32,30 @@ def rollout_workdir(tmp_path_factory):
 def clip_workdir(tmp_path_factory):
   """Pixel-CartPole rollouts for the video models: 120 episodes, so that the held-out 10%
   ('test', wm_jax/data/video.py) has a dozen clips."""
-  from wm_jax.data.collect import collect_dataset
+  from wm_jax.world_models import configs, run
   workdir = str(tmp_path_factory.mktemp('clips'))
-  config = small_config()
+  config = configs.get('default:tiny')
   config.collect.num_episodes = 120
-  config.collect.max_steps = 24
+  config.env.max_steps = 24
   config.collect.episodes_per_chunk = 40
-  collect_dataset(config, workdir)
+  run(config, workdir, ['collect'])
   return workdir
 
 
 def tiny_vqvae_config(workdir):
-  """A VQ-VAE on 8-frame 32x32 clips of the rollouts in `workdir`: 4x8x8 codes of 32."""
-  from wm_jax.videogpt.configs import vqvae_moving_digits
-  config = vqvae_moving_digits.get_config()
-  config.data.name = 'world_models'
+  """`vqvae_cartpole:tiny` on the rollouts in `workdir`: 8-frame 32x32 clips, 4x8x8 codes."""
+  from wm_jax.videogpt import configs
+  config = configs.get('vqvae_cartpole:tiny')
   config.data.data_dir = workdir
-  config.data.num_frames = 8
-  config.data.resolution = 32
-  config.data.channels = 3
-  config.data.batch_size = 4
-  config.model.hidden = 16
-  config.model.residual_units = 8
-  config.model.num_res_layers = 1
-  config.model.num_codes = 32
-  config.model.code_dim = 8
-  config.model.downsample = (2, 4, 4)
-  config.model.attention = True
-  config.train.num_steps = 4
-  config.train.log_every = 2
-  config.train.eval_every = 2
-  config.train.checkpoint_every = 2
-  config.eval.num_clips = 8
-  config.eval.batch_size = 4
+  return config
+
+
+def tiny_prior_config(vqvae_workdir, clip_workdir):
+  """`videogpt_cartpole:tiny` over the VQ-VAE run in `vqvae_workdir`."""
+  from wm_jax.videogpt import configs
+  config = configs.get('videogpt_cartpole:tiny')
+  config.vqvae.workdir = vqvae_workdir
+  config.data.data_dir = clip_workdir
   return config
 
 
@@ -121,10 +82,8 @@ def reference_vqvae_workdir(clip_workdir, tmp_path_factory):
 @pytest.fixture(scope='session')
 def latent_workdir(rollout_workdir, tmp_path_factory):
   """A workdir with the small rollouts, a (briefly) trained V and the encoded latents."""
-  from wm_jax.data.collect import rollouts_path
-  from wm_jax.world_models.stages import vae
+  from wm_jax.world_models import Workdir, configs, run
   workdir = str(tmp_path_factory.mktemp('latents'))
-  shutil.copytree(rollouts_path(rollout_workdir), rollouts_path(workdir))
-  vae.train_and_evaluate(small_config(), workdir)
-  vae.encode_dataset(small_config(), workdir)
+  shutil.copytree(Workdir(rollout_workdir).rollouts, Workdir(workdir).rollouts)
+  run(configs.get('default:tiny'), workdir, ['vae', 'encode'])
   return workdir

@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wm_jax.videogpt.models.frame_encoder import FrameEncoder
 from wm_jax.videogpt.models.video_gpt import ConditionalLayerNorm, VideoGPT, sample_codes
 
 SHAPE = (4, 8, 8)  # 256 codes: a 4 x 2 grid of 32-token blocks.
@@ -16,7 +15,8 @@ CODES, CODE_DIM = 32, 8
 def _model(**overrides):
   kwargs = dict(latent_shape=SHAPE, num_codes=CODES, width=24, num_heads=2, num_layers=2,
                 dropout=0.0, attention_dropout=0.0, condition_dim=6,
-                frame_encoder=FrameEncoder((1, 1, 1, 1), (8, 8, 8, 12), 8))
+                cond_frames=2, resnet_blocks=(1, 1, 1, 1), resnet_widths=(8, 8, 8, 12),
+                resnet_stem=8)
   return VideoGPT(**{**kwargs, **overrides})
 
 
@@ -68,7 +68,7 @@ def test_no_future_leakage(attention, attention_impl):
 
 
 def test_per_step_conditions_reach_only_their_own_and_later_steps():
-  model = _model(frame_encoder=None)
+  model = _model(cond_frames=0)
   codebook, c, _ = _inputs()
   params = _params(model, codebook, c, None)
   logits = model.apply({'params': params}, codebook[_codes(0)], c)

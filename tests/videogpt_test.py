@@ -3,43 +3,17 @@
 import json
 import os
 
+import chex
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from wm_jax.prior_lib.configs import videogpt_moving_digits
-from wm_jax.common.config import check_keys
+from conftest import tiny_prior_config as tiny_config
+from wm_jax.common import training
 from wm_jax.videogpt import prior as prior_lib
-
-
-def tiny_config(vqvae_workdir, clip_workdir):
-  config = videogpt_moving_digits.get_config()
-  config.vqvae.workdir = vqvae_workdir
-  config.data.name = 'world_models'
-  config.data.data_dir = clip_workdir
-  config.data.batch_size = 4
-  config.data.action_dim = 2  # CartPole's two actions, one-hot.
-  config.model.width = 24
-  config.model.num_heads = 2
-  config.model.num_layers = 1
-  config.model.cond_frames = 2
-  config.model.resnet_blocks = (1, 1, 1, 1)
-  config.model.resnet_widths = (8, 8, 8, 12)
-  config.model.resnet_stem = 8
-  config.train.num_steps = 4
-  config.train.learning_rate = 3e-3
-  config.train.log_every = 2
-  config.train.eval_every = 2
-  config.train.checkpoint_every = 2
-  config.eval.num_clips = 8
-  config.eval.batch_size = 4
-  config.eval.fvd_trials = 0
-  config.samples.num_videos = 4
-  config.predict.context_frames = 4  # Two of the four latent steps (2 frames each).
-  config.predict.horizons = (1, 4)
-  config.predict.num_clips = 4
-  return config
+from wm_jax.videogpt import sampling
+from wm_jax.videogpt.latent_prior import FrozenVQVAE, Prior, action_condition
 
 
 def _params(workdir):
@@ -49,15 +23,13 @@ def _params(workdir):
   return restored['state']['params']
 
 
-def test_config_keys_are_known(vqvae_workdir, clip_workdir):
-  check_keys(tiny_config(vqvae_workdir, clip_workdir), videogpt_moving_digits.get_config())
-
-
 def test_trains_predicts_and_resumes_where_a_straight_run_ends(vqvae_workdir, clip_workdir,
                                                               tmp_path, monkeypatch):
   config = tiny_config(vqvae_workdir, clip_workdir)
   straight = str(tmp_path / 'straight')
-  results = prior_lib.train_and_evaluate(config, straight)
+  with monkeypatch.context() as patch:  # The train step compiles once.
+    patch.setattr(prior_lib, 'train_step', chex.assert_max_traces(prior_lib.train_step, n=1))
+    results = prior_lib.train_and_evaluate(config, straight)
   assert results['step'] == 4 and results['eval_clips'] == 8 and results['vqvae_step'] == 4
   # The zero-initialised output layer starts at log2(32) = 5 bits; 4 steps at lr 3e-3 learn.
   assert 0 < results['bits_per_dim'] < 5
@@ -74,7 +46,7 @@ def test_trains_predicts_and_resumes_where_a_straight_run_ends(vqvae_workdir, cl
   assert sum('eval/bits_per_dim' in row for row in rows) == 2
 
   # A run killed right after its step-2 checkpoint, then started again, ends as the straight run.
-  save = prior_lib.training.save
+  save = training.save
 
   def save_then_die(manager, step, state, iterator):
     save(manager, step, state, iterator)
@@ -83,10 +55,10 @@ def test_trains_predicts_and_resumes_where_a_straight_run_ends(vqvae_workdir, cl
       raise KeyboardInterrupt
 
   interrupted = str(tmp_path / 'interrupted')
-  monkeypatch.setattr(prior_lib.common, 'save', save_then_die)
+  monkeypatch.setattr(training, 'save', save_then_die)
   with pytest.raises(KeyboardInterrupt):
     prior_lib.train_and_evaluate(config, interrupted)
-  monkeypatch.setattr(prior_lib.common, 'save', save)
+  monkeypatch.setattr(training, 'save', save)
   resumed = prior_lib.train_and_evaluate(config, interrupted)
   assert resumed == {**results, 'sampling_seconds': resumed['sampling_seconds']}
   jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(interrupted))
@@ -97,14 +69,14 @@ def test_predictions_do_not_see_the_frames_after_the_context(vqvae_fixture, clip
                                                              request):
   vqvae_workdir = request.getfixturevalue(vqvae_fixture)
   config = tiny_config(vqvae_workdir, clip_workdir)
-  prior = prior_lib.Prior(config, prior_lib.FrozenVQVAE(vqvae_workdir))
+  prior = Prior(config, FrozenVQVAE(vqvae_workdir))
   rng = np.random.default_rng(0)
   batch = {'video': rng.integers(0, 256, (2, 8, 32, 32, 3), np.uint8),
            'actions': rng.integers(0, 2, (2, 8)).astype(np.int32)}
   params = prior.init(jax.random.PRNGKey(0), batch)
   params['output_proj']['kernel'] = jax.random.normal(jax.random.PRNGKey(1),
                                                       params['output_proj']['kernel'].shape)
-  predict = lambda b: prior_lib.generate(prior, params, prior.vqvae.variables, b,
+  predict = lambda b: sampling.generate(prior, params, prior.vqvae.variables, b,
                                         jax.random.PRNGKey(2), prefix_steps=2)
   future = dict(batch, video=batch['video'].copy())
   future['video'][:, 4:] = 255 - future['video'][:, 4:]  # Frames 4.. (after the context) change.
@@ -116,7 +88,7 @@ def test_predictions_do_not_see_the_frames_after_the_context(vqvae_fixture, clip
 
 def test_a_prediction_of_several_draws_is_their_pixel_mean(vqvae_workdir, clip_workdir):
   config = tiny_config(vqvae_workdir, clip_workdir)
-  prior = prior_lib.Prior(config, prior_lib.FrozenVQVAE(vqvae_workdir))
+  prior = Prior(config, FrozenVQVAE(vqvae_workdir))
   rng = np.random.default_rng(0)
   batches = [{'video': rng.integers(0, 256, (2, 8, 32, 32, 3), np.uint8),
               'actions': rng.integers(0, 2, (2, 8)).astype(np.int32)} for _ in range(2)]
@@ -124,24 +96,24 @@ def test_a_prediction_of_several_draws_is_their_pixel_mean(vqvae_workdir, clip_w
   params['output_proj']['kernel'] = jax.random.normal(jax.random.PRNGKey(1),
                                                       params['output_proj']['kernel'].shape)
   key = jax.random.PRNGKey(2)
-  draws = [np.concatenate([prior_lib.generate(prior, params, prior.vqvae.variables, batch,
+  draws = [np.concatenate([sampling.generate(prior, params, prior.vqvae.variables, batch,
                                              jax.random.fold_in(key, k * 2 + i), prefix_steps=2)
                            for i, batch in enumerate(batches)]) for k in range(3)]
   assert not np.array_equal(draws[0], draws[1])
   to_uint8 = lambda v: np.round((v + 0.5) * 255).astype(np.uint8)
-  mean = prior_lib.sample_videos(prior, params, batches, key, 2, 1.0, 0, num_samples=3)
+  mean = sampling.sample_videos(prior, params, batches, key, 2, 1.0, 0, num_samples=3)
   np.testing.assert_array_equal(mean, to_uint8((draws[0] + draws[1] + draws[2]) / 3))
-  single = prior_lib.sample_videos(prior, params, batches, key, 2, 1.0, 0)
+  single = sampling.sample_videos(prior, params, batches, key, 2, 1.0, 0)
   np.testing.assert_array_equal(single, to_uint8(draws[0]))
 
 
 def test_actions_are_the_ones_that_led_to_each_latent_steps_frames():
   actions = np.array([[1, 0, 1, 1]])
-  c = np.asarray(prior_lib.action_condition(actions, 2, 2))
+  c = np.asarray(action_condition(actions, 2, 2))
   # Frames 0, 1 follow (nothing, action 1); frames 2, 3 follow actions 0, 1.
   np.testing.assert_array_equal(c, [[[0, 0, 0, 1], [1, 0, 0, 1]]])
   with pytest.raises(ValueError, match='data.action_dim'):
-    prior_lib.action_condition(np.zeros((1, 4, 3), np.float32), 2, 2)
+    action_condition(np.zeros((1, 4, 3), np.float32), 2, 2)
 
 
 def test_bad_settings_are_named(vqvae_workdir, reference_vqvae_workdir, clip_workdir, tmp_path):
@@ -150,7 +122,7 @@ def test_bad_settings_are_named(vqvae_workdir, reference_vqvae_workdir, clip_wor
   with pytest.raises(FileNotFoundError, match='vqvae.workdir'):
     prior_lib.train_and_evaluate(config, str(tmp_path / 'a'))
   config = tiny_config(vqvae_workdir, clip_workdir)
-  prior = prior_lib.Prior(config, prior_lib.FrozenVQVAE(vqvae_workdir))
+  prior = Prior(config, FrozenVQVAE(vqvae_workdir))
   with pytest.raises(ValueError, match='data.action_dim'):  # Clips without actions.
     prior.conditions({'video': np.zeros((2, 8, 32, 32, 3), np.uint8)})
   for key, value, match in (('predict.context_frames', 3, 'predict.context_frames'),
@@ -175,5 +147,5 @@ def test_bad_settings_are_named(vqvae_workdir, reference_vqvae_workdir, clip_wor
     prior_lib.train_and_evaluate(config, str(tmp_path / 'd'))
   assert not os.path.exists(tmp_path / 'd' / 'checkpoints')
   # The VQ-VAE's clip shape and latent grid are the prior's: read from the VQ-VAE run.
-  frozen = prior_lib.FrozenVQVAE(vqvae_workdir)
+  frozen = FrozenVQVAE(vqvae_workdir)
   assert frozen.video_shape == (8, 32, 32, 3) and frozen.latent_shape == (4, 8, 8)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import chex
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -26,10 +27,13 @@ def _params(workdir, config):
   return restored['state']
 
 
-def test_trains_scores_and_resumes_where_a_straight_run_ends(clip_workdir, tmp_path):
+def test_trains_scores_and_resumes_where_a_straight_run_ends(clip_workdir, tmp_path,
+                                                             monkeypatch):
   config = tiny_config(clip_workdir)
   straight = str(tmp_path / 'straight')
-  results = vqvae.train_and_evaluate(config, straight)
+  with monkeypatch.context() as patch:  # The train step compiles once.
+    patch.setattr(vqvae, 'train_step', chex.assert_max_traces(vqvae.train_step, n=1))
+    results = vqvae.train_and_evaluate(config, straight)
   assert results['step'] == 4 and results['num_clips'] == 8
   for key in ('mse', 'psnr', 'ssim', 'perplexity', 'usage'):
     assert np.isfinite(results[key])
@@ -137,20 +141,20 @@ PAPER_PARAMETERS = {'vqvae_bair': 14_336_787,
 @pytest.mark.parametrize('name', sorted(PAPER_PARAMETERS))
 def test_paper_configs_build_the_paper_models(name):
   config = importlib.import_module(f'wm_jax.videogpt.configs.{name}').get_config()
-  check_keys(config, vqvae_moving_digits.get_config())
+  check_keys(config, vqvae_moving_digits.get_config(), 'vqvae_moving_digits.py')
   state = jax.eval_shape(lambda: vqvae.create_train_state(config, jax.random.PRNGKey(0)))
   assert sum(x.size for x in jax.tree.leaves(state.params)) == PAPER_PARAMETERS[name]
   assert config.data.name in vqvae.video_lib.SOURCES
 
 
-@pytest.mark.parametrize('variant', ['reference', 'paper'])
+@pytest.mark.parametrize('variant', ['reference', 'paper', 'tiny'])
 def test_cartpole_config_variants(variant):
   from wm_jax.videogpt.configs import videogpt_cartpole, vqvae_cartpole
   config = vqvae_cartpole.get_config(variant)
-  check_keys(config, vqvae_moving_digits.get_config())
-  if variant == 'paper':
+  check_keys(config, vqvae_moving_digits.get_config(), 'vqvae_moving_digits.py')
+  if variant in ('paper', 'tiny'):
     assert config.model.reference_frame is None and config.train.data_variance == 0.06
   else:  # Decoded relative to the last frame the world model's prior is given.
     assert config.model.reference_frame == videogpt_cartpole.get_config().predict.context_frames - 1
-  with pytest.raises(ValueError, match="'reference' or 'paper'"):
+  with pytest.raises(ValueError, match="vqvae_cartpole.py takes one of"):
     vqvae_cartpole.get_config('bair')

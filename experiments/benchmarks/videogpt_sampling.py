@@ -2,7 +2,7 @@
 matmul rate, and sampling tokens/s with the key/value cache against recomputing the whole
 sequence for every token.
 
-  python -m experiments.benchmarks.videogpt_sampling [--config=experiments/configs/videogpt_moving_digits.py]
+  python -m experiments.benchmarks.videogpt_sampling [--config=wm_jax/videogpt/configs/videogpt_moving_digits.py]
       [--latent_shape=4,16,16 --num_codes=512 --code_dim=64] [--batch=2] [--steps=5] [--out=f.json]
 
 Runs on random parameters and codes (no VQ-VAE run needed) at the Moving-MNIST latent size by
@@ -28,13 +28,12 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments.benchmarks.common import measured_matmul_flops, report
-from wm_jax.prior_lib.models.video_gpt import sample_codes
-from wm_jax.videogpt import prior as prior_lib
+from wm_jax.videogpt import configs
+from wm_jax.videogpt.models.video_gpt import VideoGPT, sample_codes
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs',
-                           'videogpt_moving_digits.py'), 'A VideoGPT config file.',
-    lock_config=True)
+    'config', os.path.join(os.path.dirname(configs.__file__), 'videogpt_moving_digits.py'),
+    'A VideoGPT config file.', lock_config=True)
 _LATENT = flags.DEFINE_list('latent_shape', ['4', '16', '16'], "The codes' T', H', W'.")
 _NUM_CODES = flags.DEFINE_integer('num_codes', 512, 'Codebook size.')
 _CODE_DIM = flags.DEFINE_integer('code_dim', 64, 'Codebook vector size.')
@@ -57,7 +56,7 @@ def main(argv):
   length, batch = math.prod(latent), config.data.batch_size
   if m.cond_frames:
     raise app.UsageError('The benchmark times the unconditioned prior: set model.cond_frames=0.')
-  model = prior_lib.make_model(config, latent, _NUM_CODES.value)
+  model = VideoGPT(latent_shape=latent, num_codes=_NUM_CODES.value, **m)
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
   codebook = jax.random.normal(keys[0], (_NUM_CODES.value, _CODE_DIM.value))
   codes = jax.random.randint(keys[1], (batch, *latent), 0, _NUM_CODES.value)

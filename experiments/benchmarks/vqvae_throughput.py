@@ -1,7 +1,7 @@
 """The video VQ-VAE's training throughput: clips/s, achieved FLOP/s and the fraction of the
 device's measured matmul rate.
 
-  python -m experiments.benchmarks.vqvae_throughput [--config=experiments/configs/vqvae_moving_digits.py]
+  python -m experiments.benchmarks.vqvae_throughput [--config=wm_jax/videogpt/configs/vqvae_moving_digits.py]
       [--config.model.hidden=240 --config.model.residual_units=128] [--steps=10] [--out=f.json]
 
 Times the jitted train step (forward, backward, Adam, BatchNorm and EMA-codebook updates) on a

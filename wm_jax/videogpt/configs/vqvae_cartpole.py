@@ -1,34 +1,28 @@
-"""VideoGPT VQ-VAE on pixel-CartPole rollouts (the World Models data), for VideoGPT as an
-action-conditioned world model (experiments/configs/videogpt_cartpole.py).
+"""VideoGPT's VQ-VAE on pixel-CartPole rollouts (the World Models collect stage's data), the
+first half of VideoGPT as an action-conditioned world model (`videogpt_cartpole.py`).
 
-The rollouts come from the World Models collect stage; 5,000 random-policy episodes give
-2,359 episodes of at least 16 frames (random CartPole episodes last ~19 steps):
+The model is the CPU Moving-Digits one (`vqvae_moving_digits.py`: hidden 64, 4x16x16 codes of
+16x64x64 clips) on RGB frames; 'train' is the first 90% of the episodes, 'test' the rest.
+By default its codes are relative to frame 7, the last context frame of the world model's
+predictions (`model.reference_frame`, not in the paper; wm_jax/videogpt/models/video_vqvae.py),
+with `train.data_variance` 0.0008, set for the small variance of x - x_7 (docs/videogpt.md;
+results in docs/results.md). Variants: ':reference' is this default; ':paper' the paper's VQ-VAE
+(no reference frame, data variance 0.06); ':tiny' the tests' (8 frames of 32x32, a few steps).
 
   python -m experiments.world_models --workdir=runs/cartpole_video --stage=collect \
       --config.collect.num_episodes=5000
-  python -m experiments.train_vqvae --config=experiments/configs/vqvae_cartpole.py \
+  python -m experiments.train_vqvae --config=wm_jax/videogpt/configs/vqvae_cartpole.py \
       --workdir=runs/vqvae_cartpole
-
-The model is the CPU Moving-Digits one (hidden 64, 4x16x16 latents of 16x64x64 clips) with
-RGB frames; 'train' is the first 90% of the episodes, 'test' the last 10%.
-
-Not in the paper, by default: codes relative to frame 7, the last context frame of the world
-model's predictions (`model.reference_frame`, wm_jax/models/video_vqvae.py). The decoder then
-reconstructs x - x_7, whose variance on these clips is 0.00078 (measured over 320 training
-clips), not the frames' 0.015, so `train.data_variance` is 0.0008, not the authors' 0.06
-(which leaves the reconstruction term ~20x smaller than for whole frames, beside an unchanged
-commitment weight). A run with 0.06, before the decoder's last layer started at zero, only
-ever copied frame 7 (README). `--config=experiments/configs/vqvae_cartpole.py:paper` is the
-paper's VQ-VAE (no reference frame, data variance 0.06).
 """
 
 from wm_jax.videogpt.configs import vqvae_moving_digits
 
+VARIANTS = ('reference', 'paper', 'tiny')
+
 
 def get_config(variant: str = 'reference'):
-  if variant not in ('reference', 'paper'):
-    raise ValueError(f"vqvae_cartpole.py takes 'reference' or 'paper' after ':', got "
-                     f'{variant!r}.')
+  if variant not in VARIANTS:
+    raise ValueError(f"vqvae_cartpole.py takes one of {VARIANTS} after ':', got {variant!r}.")
   config = vqvae_moving_digits.get_config()
   config.data.name = 'world_models'
   config.data.data_dir = 'runs/cartpole_video'
@@ -38,4 +32,18 @@ def get_config(variant: str = 'reference'):
   if variant == 'reference':
     config.model.reference_frame = 7
     config.train.data_variance = 0.0008
+  if variant == 'tiny':
+    shrink_to_tiny(config)
   return config
+
+
+def shrink_to_tiny(config) -> None:
+  """A VQ-VAE on 8-frame 32x32 clips with 4x8x8 codes of 32, trained 4 steps (the tests')."""
+  config.data.num_frames = 8
+  config.data.resolution = 32
+  config.data.batch_size = 4
+  config.model.update(hidden=16, residual_units=8, num_res_layers=1, num_codes=32, code_dim=8,
+                      downsample=(2, 4, 4), attention=True)
+  config.train.update(num_steps=4, log_every=2, eval_every=2, checkpoint_every=2)
+  config.eval.num_clips = 8
+  config.eval.batch_size = 4

@@ -35,16 +35,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.downsample = (4, 4, 4)
   config.model.attention = False  # Paper: no attention for Moving MNIST.
   config.model.position_embeddings = True
-  config.model.conv_impl = 'folded'  # or 'xla': same math (wm_jax/models/strided_conv3d.py).
+  config.model.conv_impl = 'folded'  # or 'xla': same math (wm_jax/videogpt/models/strided_conv3d.py).
   # Not in the paper: codes relative to this frame of each clip (None: the paper's VQ-VAE); see
-  # wm_jax/models/video_vqvae.py and the README's CartPole world model.
+  # wm_jax/videogpt/models/video_vqvae.py and docs/videogpt.md (the CartPole world model).
   config.model.reference_frame = ml_collections.config_dict.placeholder(int)
 
   config.train = ml_collections.ConfigDict()
   config.train.learning_rate = 7e-4  # Paper: 7e-4 (authors' code: 3e-4).
   config.train.data_variance = 0.06  # The authors' constant for [-0.5, 0.5] data.
   config.train.commitment_weight = 0.25
-  config.train.num_steps = 3000  # Paper (Moving MNIST): 20k at batch 32. ~100 min on 2 CPU cores.
+  config.train.num_steps = 3000  # Paper (Moving MNIST): 20k at batch 32.
   config.train.log_every = 25
   config.train.eval_every = 250
   config.train.checkpoint_every = 250
@@ -53,7 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval.num_clips = 256  # First clips of the test split.
   config.eval.batch_size = 16
   # Reconstruction FVD at the end (I3D, the `video` extra): trials of fvd_videos clips drawn from
-  # the eval clips (paper: 256 per trial). Off here: I3D takes ~3.5 s a clip on a 2-core CPU.
+  # the eval clips (paper: 256 per trial). Off here: I3D is slow on a CPU.
   config.eval.fvd_trials = 0
   config.eval.fvd_videos = 256
   return config

@@ -5,7 +5,8 @@ residual units, 20k steps. TFDS's moving_mnist downloads its 10,000 clips (20 fr
 9,000 train, random 16-frame windows). For the offline Moving-Digits data at these sizes, use the
 default config with --config.model.hidden=240 --config.model.residual_units=128.
 
-  python -m experiments.train_vqvae --config=experiments/configs/vqvae_moving_mnist.py --workdir=runs/vqvae_mmnist
+  python -m experiments.train_vqvae --config=wm_jax/videogpt/configs/vqvae_moving_mnist.py \
+      --workdir=runs/vqvae_mmnist
 """
 
 from wm_jax.videogpt.configs import vqvae_moving_digits
@@ -13,13 +14,8 @@ from wm_jax.videogpt.configs import vqvae_moving_digits
 
 def get_config():
   config = vqvae_moving_digits.get_config()
-  config.data.name = 'moving_mnist'
-  config.data.batch_size = 32
-  config.model.hidden = 240
-  config.model.residual_units = 128
-  config.train.num_steps = 20_000
-  config.train.log_every = 100
-  config.train.eval_every = 2_000
-  config.train.checkpoint_every = 2_000
+  config.data.update(name='moving_mnist', batch_size=32)
+  config.model.update(hidden=240, residual_units=128)
+  config.train.update(num_steps=20_000, log_every=100, eval_every=2_000, checkpoint_every=2_000)
   config.eval.fvd_trials = 4
   return config

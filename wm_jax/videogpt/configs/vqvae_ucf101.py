@@ -3,7 +3,8 @@
 Frames of TFDS's ucf101 (256x256) are centre-cropped and resized to 64x64. The dataset downloads
 its videos: a GPU/TPU job.
 
-  python -m experiments.train_vqvae --config=experiments/configs/vqvae_ucf101.py --workdir=runs/vqvae_ucf101
+  python -m experiments.train_vqvae --config=wm_jax/videogpt/configs/vqvae_ucf101.py \
+      --workdir=runs/vqvae_ucf101
 """
 
 from wm_jax.videogpt.configs import vqvae_bair

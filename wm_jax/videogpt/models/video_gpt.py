@@ -203,7 +203,8 @@ class VideoGPT(nn.Module):
 
   condition_dim: size of the conditional-LayerNorm vector c (0: none); c is [B, C] (a class)
   or [B, T', C] (one vector per latent time step, e.g. the actions of its frames).
-  frame_encoder: a FrameEncoder for conditioning frames (None: none).
+  cond_frames: conditioning frames [B, cond_frames, H, W, C] cross-attended through a 3D ResNet
+  (`FrameEncoder(resnet_blocks, resnet_widths, resnet_stem)`); 0: none.
   """
   latent_shape: Sequence[int]
   num_codes: int
@@ -219,7 +220,10 @@ class VideoGPT(nn.Module):
   num_local_blocks: int = 4
   position_embedding: str = 'concat'  # or 'sum' (position_embedding.py)
   condition_dim: int = 0
-  frame_encoder: FrameEncoder | None = None
+  cond_frames: int = 0
+  resnet_blocks: Sequence[int] = (2, 2, 2, 2)  # ResNet-18; ResNet-34: (3, 4, 6, 3).
+  resnet_widths: Sequence[int] = (64, 128, 256, 240)
+  resnet_stem: int = 64
 
   def setup(self):
     self.input_proj = nn.Dense(self.width, use_bias=False,
@@ -227,11 +231,16 @@ class VideoGPT(nn.Module):
     self.start = self.param('start', nn.initializers.normal(0.02), (self.width,))
     self.positions = AxisPositionEmbedding(self.latent_shape, self.width,
                                            self.position_embedding)
-    context_dim = self.frame_encoder.widths[-1] if self.frame_encoder else None
-    self.blocks = [Block(self.width, self.num_heads, self.num_layers, self.latent_shape,
-                         context_dim, self.condition_dim > 0, self.attention, self.attention_impl,
-                         self.block_size, self.num_local_blocks, self.dropout,
-                         self.attention_dropout, self.mlp_ratio, name=f'block{i}')
+    self.frame_encoder = FrameEncoder(self.resnet_blocks, self.resnet_widths,
+                                      self.resnet_stem) if self.cond_frames else None
+    self.blocks = [Block(width=self.width, num_heads=self.num_heads, num_layers=self.num_layers,
+                         latent_shape=self.latent_shape,
+                         context_dim=self.resnet_widths[-1] if self.cond_frames else None,
+                         conditional=self.condition_dim > 0, pattern=self.attention,
+                         implementation=self.attention_impl, block_size=self.block_size,
+                         num_local_blocks=self.num_local_blocks, dropout=self.dropout,
+                         attention_dropout=self.attention_dropout, mlp_ratio=self.mlp_ratio,
+                         name=f'block{i}')
                    for i in range(self.num_layers)]
     self.final_norm = ConditionalLayerNorm(self.condition_dim > 0)
     self.output_proj = nn.Dense(self.num_codes, use_bias=False, kernel_init=nn.initializers.zeros)
@@ -248,11 +257,12 @@ class VideoGPT(nn.Module):
       raise ValueError('Got a conditioning vector c, but model.condition_dim is 0.')
 
   def _check_frames(self, batch: int, frames: jax.Array | None) -> None:
-    if self.frame_encoder is not None and (frames is None or frames.shape[0] != batch):
-      raise ValueError(f'The prior is conditioned on frames: pass frames [{batch}, N, H, W, C], '
-                       f'got {None if frames is None else frames.shape}.')
-    if self.frame_encoder is None and frames is not None:
-      raise ValueError('Got conditioning frames, but the prior has no frame encoder.')
+    if self.cond_frames and (frames is None or frames.shape[:2] != (batch, self.cond_frames)):
+      raise ValueError(f'The prior is conditioned on frames: pass frames [{batch}, '
+                       f'{self.cond_frames} (model.cond_frames), H, W, C], got '
+                       f'{None if frames is None else frames.shape}.')
+    if not self.cond_frames and frames is not None:
+      raise ValueError('Got conditioning frames, but model.cond_frames is 0.')
 
   def _per_token(self, c: jax.Array | None) -> jax.Array | None:
     """c [B, C] -> [B, 1, C]; c [B, T', C] -> [B, L, C] (each step's vector on its tokens)."""
@@ -275,7 +285,7 @@ class VideoGPT(nn.Module):
     x = self.input_proj(embeddings.reshape(batch, -1, embeddings.shape[-1]))
     x = jnp.concatenate([jnp.broadcast_to(self.start, (batch, 1, self.width)), x[:, :-1]], axis=1)
     x = x + self.positions().reshape(-1, self.width)
-    context = self.frame_encoder(frames) if self.frame_encoder else None
+    context = self.frame_encoder(frames) if self.cond_frames else None
     c = self._per_token(c)
     for block in self.blocks:
       x = block(x, c, context, train)
@@ -286,7 +296,7 @@ class VideoGPT(nn.Module):
     """The key/value caches `decode` reads and updates, one per block; the conditioning frames
     are encoded once here."""
     self._check_frames(batch_size, frames)
-    context = self.frame_encoder(frames) if self.frame_encoder else None
+    context = self.frame_encoder(frames) if self.cond_frames else None
     return [block.init_cache(batch_size, context) for block in self.blocks]
 
   def decode(self, previous: jax.Array, index: jax.Array, cache: list[dict],

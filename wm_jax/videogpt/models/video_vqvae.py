@@ -20,8 +20,8 @@ decoder's input gets a 2D encoding of frame r added at every latent step, and th
 output is added to frame r. Codes can then carry what differs from frame r, so an unchanged
 background costs nothing to reconstruct. The decoder's last layer starts at zero (a new model
 copies frame r), and the loss should divide by the variance of x - x_r, not of x
-(`train.data_variance`; experiments/configs/vqvae_cartpole.py). Meant for VideoGPT as a world
-model, r = the last context frame (README's CartPole world model).
+(`train.data_variance`; wm_jax/videogpt/configs/vqvae_cartpole.py). Meant for VideoGPT as a world
+model, r = the last context frame (docs/videogpt.md, the CartPole world model).
 """
 
 from __future__ import annotations
