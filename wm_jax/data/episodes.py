@@ -21,6 +21,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
+# Where a World Models workdir keeps its collected rollouts (its collect stage writes them; the
+# VideoGPT source 'world_models' reads them).
+ROLLOUTS_IN_WORKDIR = os.path.join('data', 'rollouts')
+
 # name -> (shape of one step, numpy dtype)
 EpisodeSpec = Mapping[str, tuple[tuple[int, ...], Any]]
 

@@ -29,9 +29,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from wm_jax.data.episodes import open_episodes
+from wm_jax.data.episodes import ROLLOUTS_IN_WORKDIR, open_episodes
 from wm_jax.data.moving_digits import MovingDigits  # Importing it registers it with TFDS.
-from wm_jax.world_models.workdir import Workdir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +61,8 @@ def open_videos(name: str, split: str, data_dir: str | None) -> tuple[Any, str, 
   if name == 'world_models':
     if not data_dir:
       raise ValueError("data.name='world_models' reads a World Models workdir: set data.data_dir.")
-    return (open_episodes(Workdir(data_dir).rollouts, 'rollout', WORLD_MODELS_SPLITS[split]),
+    return (open_episodes(os.path.join(data_dir, ROLLOUTS_IN_WORKDIR), 'rollout',
+                          WORLD_MODELS_SPLITS[split]),
             'frames', 'actions')
   if name not in TFDS_SOURCES:
     raise ValueError(f'Unknown data.name {name!r}; expected one of {SOURCES}.')

@@ -21,6 +21,7 @@ from typing import Any
 import ml_collections
 
 from wm_jax.common.config import fingerprint as section_fingerprint
+from wm_jax.data import episodes
 
 # Each stage: (the stage whose output it reads, the config sections its own output depends on).
 STAGE_INPUTS = {
@@ -55,7 +56,7 @@ class Workdir:
 
   @property
   def rollouts(self) -> str:
-    return os.path.join(self.root, 'data', 'rollouts')
+    return os.path.join(self.root, episodes.ROLLOUTS_IN_WORKDIR)
 
   @property
   def vae(self) -> str:
