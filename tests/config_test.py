@@ -45,3 +45,17 @@ def test_check_same_lists_differences():
   check_same(a, a, 'x')
   with pytest.raises(ValueError, match=r'vae\.model\.z_size: stored 32, config 64'):
     check_same(a, b, 'The checkpoints')
+
+
+def test_fingerprints_hold_the_keys_each_output_depends_on():
+  from wm_jax.world_models.workdir import fingerprint as stage_fingerprint
+  config = configs.get('default')
+  # C trained in the dream resumes across sample_z; its real scores (evaluate, later rounds'
+  # data) depend on it.
+  assert 'controller.sample_z' not in stage_fingerprint(config, 'controller', checkpoints=True)
+  assert 'controller.sample_z' in stage_fingerprint(config, 'evaluate')
+  assert 'controller.sample_z' in stage_fingerprint(config, 'mdn', round_index=1)
+  # Episode keys are split per collection chunk: the chunk size changes the data.
+  assert 'collect.episodes_per_chunk' in stage_fingerprint(config, 'vae', checkpoints=True)
+  assert 'vae.num_steps' not in stage_fingerprint(config, 'vae', checkpoints=True)
+  assert 'vae.num_steps' in stage_fingerprint(config, 'encode')

@@ -1,6 +1,6 @@
 """Parameter counts of VideoGPT's video VQ-VAE (no compute: shapes only).
 
-  python -m experiments.vqvae_param_count [--hidden=240] [--residual_units=128]
+  python -m experiments.analysis.vqvae_param_count [--hidden=240] [--residual_units=128]
       [--num_res_layers=4] [--num_codes=1024] [--code_dim=256] [--downsample=2,2,2]
       [--frames=16] [--resolution=64]
 

@@ -21,11 +21,11 @@ from ml_collections import config_flags
 
 from experiments.benchmarks.common import measured_matmul_flops, median_step_seconds, report
 from wm_jax.common import training
-from wm_jax.videogpt import vqvae
+from wm_jax.videogpt import configs, vqvae
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs',
-                           'vqvae_moving_digits.py'), 'A VQ-VAE config file.', lock_config=True)
+    'config', os.path.join(os.path.dirname(configs.__file__), 'vqvae_moving_digits.py'),
+    'A VQ-VAE config file.', lock_config=True)
 _STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps.')
 _OUT = flags.DEFINE_string('out', None, 'Write the results as JSON here too.')
 

@@ -56,9 +56,10 @@ class Rollouts:
 
 def make_collect(env, env_params, max_steps: int, max_action_repeat: int):
   """Returns jitted `collect(key, num_episodes) -> Rollouts` (num_episodes is static)."""
-  for name, value in (('max_steps', max_steps), ('max_action_repeat', max_action_repeat)):
+  for name, value in (('env.max_steps', max_steps),
+                      ('collect.max_action_repeat', max_action_repeat)):
     if value < 1:
-      raise ValueError(f'collect.{name} must be >= 1, got {value}.')
+      raise ValueError(f'{name} must be >= 1, got {value}.')
   env_params = env_params.replace(max_steps_in_episode=max_steps)
   action_space = env.action_space(env_params)
 

@@ -47,13 +47,15 @@ class FrozenVQVAE:
 
 
 def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+  """{'a.b': 1} -> {'a': {'b': 1}}; lists (tuples before their trip through JSON) as tuples, so
+  that the modules built from the config stay hashable."""
   tree: dict[str, Any] = {}
   for key, value in flat.items():
     *parents, leaf = key.split('.')
     node = tree
     for parent in parents:
       node = node.setdefault(parent, {})
-    node[leaf] = value
+    node[leaf] = tuple(value) if isinstance(value, list) else value
   return tree
 
 

@@ -33,8 +33,7 @@ STAGE_INPUTS = {
     'evaluate': ('controller', ('evaluate',)),
 }
 # Keys that change how fast a stage runs or what it reports, never what it computes.
-NEVER_CHANGE_OUTPUT = ('env.num_workers', 'collect.episodes_per_chunk', 'vae.log_every',
-                       'vae.eval_every', 'vae.checkpoint_every', 'controller.eval_every',
+NEVER_CHANGE_OUTPUT = ('env.num_workers', 'vae.log_every', 'vae.eval_every', 'vae.checkpoint_every', 'controller.eval_every',
                        'controller.eval_episodes')
 # The key that only extends a stage's run: its checkpoints resume across a larger value (later
 # stages' outputs still depend on it).
@@ -88,7 +87,8 @@ class Workdir:
 def fingerprint(config: ml_collections.ConfigDict, stage: str, round_index: int = 0,
                 checkpoints: bool = False) -> dict[str, Any]:
   """The flat config values that `stage`'s output (of round `round_index`) depends on. With
-  `checkpoints`, without the key that only extends the stage's own run (`EXTENDS`).
+  `checkpoints`, those of the stage's own training: without the key that only extends its run
+  (`EXTENDS`), nor, for C trained in the dream, `controller.sample_z`.
 
   Round r >= 1's M learns from data collected with round r - 1's C, so its fingerprint holds
   that C's (and the `iterative` keys but the round count)."""
@@ -103,8 +103,8 @@ def fingerprint(config: ml_collections.ConfigDict, stage: str, round_index: int 
   ignore = NEVER_CHANGE_OUTPUT + ('iterative.rounds',)
   if checkpoints and stage in EXTENDS:
     ignore += (EXTENDS[stage],)
-  if stage == 'controller' and config.controller.train_in == 'dream':
-    ignore += ('controller.sample_z',)  # It changes only the real-env scores of C.
+  if stage == 'controller' and checkpoints and config.controller.train_in == 'dream':
+    ignore += ('controller.sample_z',)  # C's training; its real-env scores still depend on it.
   meta.update(section_fingerprint(config, sections, ignore=ignore))
   if round_index and stage == 'mdn':
     meta['round'] = round_index

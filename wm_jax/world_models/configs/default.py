@@ -34,7 +34,9 @@ def _add_data_and_v(config: ml_collections.ConfigDict) -> None:
   config.env.name = 'CartPole-v1'  # Any of wm_jax.envs.pixels.PIXEL_ENVS or HOST_ENVS.
   # Processes stepping a host game (DoomTakeCover, CarRacing-v3); 0: one per CPU core.
   config.env.num_workers = 0
-  config.env.max_steps = 500  # Real episodes' cap (collection, C's real scores); CartPole-v1's limit.
+  # Episodes' cap in collection and in the real and dream scores (C trains under
+  # controller.max_steps); CartPole-v1's limit.
+  config.env.max_steps = 500
 
   config.collect = ml_collections.ConfigDict()
   config.collect.num_episodes = 1000  # Paper: 10,000.
