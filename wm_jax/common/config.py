@@ -23,6 +23,19 @@ def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
   return flat
 
 
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+  """{'a.b': 1} -> {'a': {'b': 1}}; lists (tuples before their trip through JSON) as tuples, so
+  that the modules built from the config stay hashable."""
+  tree: dict[str, Any] = {}
+  for key, value in flat.items():
+    *parents, leaf = key.split('.')
+    node = tree
+    for parent in parents:
+      node = node.setdefault(parent, {})
+    node[leaf] = tuple(value) if isinstance(value, list) else value
+  return tree
+
+
 def names(package: str) -> tuple[str, ...]:
   """The config modules of `package` (e.g. 'wm_jax.world_models.configs')."""
   module = importlib.import_module(package)

@@ -5,8 +5,6 @@ batches shaped as the VQ-VAE was trained."""
 from __future__ import annotations
 
 import os
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -14,6 +12,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from wm_jax.common import config as config_lib
 from wm_jax.common import training
 from wm_jax.data import video as video_lib
 from wm_jax.videogpt import vqvae as vqvae_lib
@@ -30,7 +29,7 @@ class FrozenVQVAE:
     if manager is None or manager.latest_step() is None:
       raise FileNotFoundError(f'No trained VQ-VAE in vqvae.workdir={workdir!r} (no checkpoints in '
                               f'{directory}). Train one first: python -m experiments.train_vqvae.')
-    self.config = ml_collections.ConfigDict(_unflatten(manager.metadata().custom_metadata))
+    self.config = ml_collections.ConfigDict(config_lib.unflatten(manager.metadata().custom_metadata))
     self.step = manager.latest_step()
     self.model = vqvae_lib.make_model(self.config)
     abstract = jax.eval_shape(lambda: vqvae_lib.create_train_state(self.config,
@@ -44,19 +43,6 @@ class FrozenVQVAE:
                                                      self.config.model.downsample))
     self.num_codes = self.config.model.num_codes
     self.fingerprint = {**vqvae_lib.vqvae_fingerprint(self.config), 'step': self.step}
-
-
-def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-  """{'a.b': 1} -> {'a': {'b': 1}}; lists (tuples before their trip through JSON) as tuples, so
-  that the modules built from the config stay hashable."""
-  tree: dict[str, Any] = {}
-  for key, value in flat.items():
-    *parents, leaf = key.split('.')
-    node = tree
-    for parent in parents:
-      node = node.setdefault(parent, {})
-    node[leaf] = tuple(value) if isinstance(value, list) else value
-  return tree
 
 
 def codebook_vectors(vqvae_variables) -> jax.Array:

@@ -84,6 +84,12 @@ class Workdir:
     return os.path.join(self.root, 'results.json')
 
 
+def producing_stage(stage: str, round_index: int = 0) -> str:
+  """The pipeline stage that writes `stage`'s output of round `round_index` (later rounds' M
+  and C: the iterate stage)."""
+  return stage if round_index == 0 else 'iterate'
+
+
 def fingerprint(config: ml_collections.ConfigDict, stage: str, round_index: int = 0,
                 checkpoints: bool = False) -> dict[str, Any]:
   """The flat config values that `stage`'s output (of round `round_index`) depends on. With

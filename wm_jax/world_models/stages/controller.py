@@ -27,7 +27,7 @@ from evosax.algorithms import CMA_ES
 from wm_jax.common import training
 from wm_jax.world_models.cmaes import episode_return, make_generation, run_generations, strong_types
 from wm_jax.world_models.stages import mdn, vae
-from wm_jax.world_models.workdir import Workdir, fingerprint
+from wm_jax.world_models.workdir import Workdir, fingerprint, producing_stage
 from wm_jax.world_models.world import World, build_world
 
 
@@ -141,6 +141,6 @@ def restore_controller(config: ml_collections.ConfigDict, workdir: str, template
       Workdir(workdir).checkpoints('controller', round_index),
       fingerprint(config, 'controller', round_index, checkpoints=True),
       config.controller.num_generations, 'C', 'controller.num_generations',
-      'controller' if round_index == 0 else 'iterate',
+      producing_stage('controller', round_index),
       ocp.args.StandardRestore(training.abstract(abstract)))
   return es.get_mean(es_state)

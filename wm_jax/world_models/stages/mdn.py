@@ -32,7 +32,7 @@ from flax.training import train_state
 from wm_jax.common import training
 from wm_jax.data import episodes as episodes_lib
 from wm_jax.world_models.models.mdn_rnn import MDNRNN, mixture_log_prob
-from wm_jax.world_models.workdir import Workdir, fingerprint
+from wm_jax.world_models.workdir import Workdir, fingerprint, producing_stage
 from wm_jax.world_models.world import mdn_model, real_env
 
 
@@ -230,5 +230,5 @@ def restore_params(config: ml_collections.ConfigDict, workdir: str, round_index:
   return training.restore_final(
       Workdir(workdir).checkpoints('mdn', round_index),
       fingerprint(config, 'mdn', round_index, checkpoints=True), config.mdn.num_epochs, 'M',
-      'mdn.num_epochs', 'mdn' if round_index == 0 else 'iterate',
+      'mdn.num_epochs', producing_stage('mdn', round_index),
       ocp.args.StandardRestore(training.abstract(abstract))).params
