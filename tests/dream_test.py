@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from gymnax.environments import spaces
 
 from wm_jax.world_models.dream import DreamEnv, DreamParams
@@ -88,3 +89,12 @@ def test_sampled_done_ends_with_the_done_probability():
   assert not step(keys, state, 0, params)[3].any()  # The paper's threshold: logit < 0, no done.
   sampled = np.asarray(step(keys, state, 0, params.replace(sample_done=True))[3])
   np.testing.assert_allclose(sampled.mean(), jax.nn.sigmoid(mixture.done_logits), atol=0.03)
+
+
+def test_a_dream_without_m_and_its_initial_latents_says_what_it_needs():
+  env, params, _ = make_dream()
+  with pytest.raises(ValueError, match=r'The dream needs DreamParams holding M .*load_world'):
+    env.reset(jax.random.key(0))  # gymnax's default params: no M, no initial latents.
+  _, state = env.reset(jax.random.key(0), params)
+  with pytest.raises(ValueError, match='initial_mu'):
+    env.step(jax.random.key(1), state, 0, params.replace(mdn_params=None))

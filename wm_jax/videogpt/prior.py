@@ -36,6 +36,7 @@ from flax.training import train_state
 
 from wm_jax.common import training
 from wm_jax.common.config import check_keys, fingerprint
+from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.videogpt import sampling
 from wm_jax.videogpt.configs import videogpt_moving_digits
 from wm_jax.videogpt.latent_prior import (FrozenVQVAE, Prior, check_batch, clip_batches,
@@ -108,6 +109,7 @@ def prior_fingerprint(config: ml_collections.ConfigDict, vqvae: FrozenVQVAE) -> 
   return meta
 
 
+@holds_workdir_lock
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains the prior for `train.num_steps` steps (resuming from `workdir` if possible), then
   samples and scores it; returns the results, also written to `workdir/results.json`. Unknown

@@ -31,6 +31,7 @@ from wm_jax.videogpt.configs import vqvae_moving_digits
 from wm_jax.metrics import image_quality
 from wm_jax.videogpt.models.video_vqvae import VideoVQVAE, vqvae_loss
 from wm_jax.common import images, training
+from wm_jax.common.workdir_lock import holds_workdir_lock
 
 # Keys that may change between a run and its resumption without changing what it computes.
 RESUMABLE_KEYS = ('train.num_steps', 'train.log_every', 'train.eval_every',
@@ -192,6 +193,7 @@ def _evaluate_and_show(state: TrainState, step: int, config: ml_collections.Conf
   return results, reconstructions
 
 
+@holds_workdir_lock
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains for `train.num_steps` steps (resuming from `workdir` if possible); returns the final
   evaluation, also written to `workdir/results.json`. Unknown config keys are refused first."""

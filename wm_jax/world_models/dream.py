@@ -46,6 +46,16 @@ class DreamParams(environment.EnvParams):
   max_steps_in_episode: int = 500
 
 
+def _check_params(params: DreamParams) -> None:
+  if params.mdn_params is None or params.initial_mu is None or params.initial_logvar is None:
+    raise ValueError(
+        'The dream needs DreamParams holding M and where episodes start: DreamParams('
+        'mdn_params=..., initial_mu=[N, z], initial_logvar=[N, z]) passed to reset and step, '
+        'e.g. wm_jax.world_models.stages.controller.load_world(config, workdir).dream_params '
+        '(a trained workdir) or world.build_world(config, vae_params, mdn_params, '
+        'initial_latents).dream_params.')
+
+
 class DreamEnv(environment.Environment):
   """M's dream. `action_space` is the real environment's; actions reach M as `action_features`."""
 
@@ -64,6 +74,7 @@ class DreamEnv(environment.Environment):
     return controller_observation(state.z, state.cell, state.hidden, self.include_cell)
 
   def reset_env(self, key, params: DreamParams):
+    _check_params(params)
     key_pick, key_z = jax.random.split(key)
     i = jax.random.randint(key_pick, (), 0, params.initial_mu.shape[0])
     mu, logvar = params.initial_mu[i], params.initial_logvar[i]
@@ -74,6 +85,7 @@ class DreamEnv(environment.Environment):
     return self._observe(state), state
 
   def step_env(self, key, state: DreamState, action, params: DreamParams):
+    _check_params(params)
     (cell, hidden), mixture = mdn_step(self.mdn, params.mdn_params, state.z,
                                        self.action_features(action), state.first,
                                        (state.cell, state.hidden))

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import ml_collections
 
 from wm_jax.common.config import check_keys
+from wm_jax.common.workdir_lock import workdir_lock
 from wm_jax.world_models import configs
 from wm_jax.world_models.stages import (collect, controller, encode, evaluate, iterate, mdn,
                                         vae)
@@ -52,9 +53,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     raise ValueError(f'Unknown stages {unknown}; expected some of {tuple(STAGES)}.')
   check_config(config)
   results = {}
-  for name in stages:
-    start = time.perf_counter()
-    results[name] = dict(STAGES[name](config, workdir))
-    results[name]['seconds'] = round(time.perf_counter() - start, 1)
-    print(f'stage {name} done in {results[name]["seconds"]} s', flush=True)
+  with workdir_lock(workdir):  # One process at a time, over all the stages.
+    for name in stages:
+      start = time.perf_counter()
+      results[name] = dict(STAGES[name](config, workdir))
+      results[name]['seconds'] = round(time.perf_counter() - start, 1)
+      print(f'stage {name} done in {results[name]["seconds"]} s', flush=True)
   return results

@@ -7,6 +7,7 @@
   controller -> controller/              (CMA-ES state every controller.eval_every generations)
   iterate  -> round_<r>/{data/latents, mdn, controller}  for r = 1 .. iterative.rounds - 1
   evaluate -> results.json, curves.png, dream_vs_real.gif
+  .lock: the host and pid of the process writing the workdir (`wm_jax.common.workdir_lock`)
 
 Each stage's output carries the fingerprint of the keys it depends on (its own section and,
 through its input, every earlier stage's), so a workdir is never reused under another config.

@@ -9,12 +9,14 @@ import ml_collections
 import numpy as np
 
 from wm_jax.common.config import check_same
+from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.data import episodes as episodes_lib
 from wm_jax.data.collect import random_episodes
 from wm_jax.world_models.workdir import Workdir, fingerprint
 from wm_jax.world_models.world import real_env
 
 
+@holds_workdir_lock
 def collect(config: ml_collections.ConfigDict, workdir: str) -> dict[str, int]:
   """Collects the rollouts unless they are complete (and made with this config). Returns
   {'episodes': how many the dataset holds}."""

@@ -25,6 +25,7 @@ import tqdm
 from evosax.algorithms import CMA_ES
 
 from wm_jax.common import training
+from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.world_models.cmaes import episode_return, make_generation, run_generations, strong_types
 from wm_jax.world_models.stages import mdn, vae
 from wm_jax.world_models.workdir import Workdir, fingerprint, producing_stage
@@ -88,6 +89,7 @@ def log_chunk(log: training.MetricsLog, start: int, metrics, scores: dict[str, f
                              f'{start + len(metrics.mean_return)}.')
 
 
+@holds_workdir_lock
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_index: int = 0
                        ) -> dict[str, float]:
   """Runs `controller.num_generations` generations of CMA-ES in the dream of round

@@ -16,6 +16,7 @@ import numpy as np
 import tqdm
 
 from wm_jax.common.config import check_same
+from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.data import episodes as episodes_lib
 from wm_jax.world_models.models.conv_vae import ConvVAE
 from wm_jax.world_models.stages.vae import restore_params
@@ -58,6 +59,7 @@ def latent_episodes(rollouts, encode_frames, min_frames: int) -> Iterator[dict[s
     group = []
 
 
+@holds_workdir_lock
 def encode(config: ml_collections.ConfigDict, workdir: str) -> dict[str, int]:
   """Encodes the rollouts with the trained V unless done (with this config). Returns
   {'episodes': how many the latent dataset holds}."""

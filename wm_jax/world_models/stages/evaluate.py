@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from wm_jax.common import images, training
+from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.world_models.cmaes import rollout
 from wm_jax.world_models.models.conv_vae import ConvVAE
 from wm_jax.world_models.stages.controller import load_world, make_scorer, restore_controller
@@ -59,6 +60,7 @@ def score(config: ml_collections.ConfigDict, world, theta, keys) -> dict[str, An
           'random_policy': scores(pixel_env, pixel_params, random_policy, key_random)}
 
 
+@holds_workdir_lock
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Scores the trained C and writes results.json, curves.png and dream_vs_real.gif; returns
   the results (skips, returning the stored ones, if done with this config)."""

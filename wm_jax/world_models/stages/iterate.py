@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from wm_jax.common.config import check_same
+from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.data import episodes as episodes_lib
 from wm_jax.world_models.cmaes import rollout
 from wm_jax.world_models.stages import controller, mdn
@@ -75,6 +76,7 @@ def collect_with_controller(config: ml_collections.ConfigDict, workdir: str,
   return episodes_lib.summary(path)
 
 
+@holds_workdir_lock
 def run_rounds(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
   """Rounds 1 .. iterative.rounds - 1 (round 0 is the collect .. controller stages). Returns
   {'round_<r>': {'collect', 'mdn', 'controller'}: each step's results}."""

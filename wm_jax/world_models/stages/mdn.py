@@ -30,6 +30,7 @@ from flax import struct
 from flax.training import train_state
 
 from wm_jax.common import training
+from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.data import episodes as episodes_lib
 from wm_jax.world_models.models.mdn_rnn import MDNRNN, mixture_log_prob
 from wm_jax.world_models.workdir import Workdir, fingerprint, producing_stage
@@ -185,6 +186,7 @@ def jit_train_epoch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
 
+@holds_workdir_lock
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_index: int = 0
                        ) -> dict[str, float]:
   """Trains M for `mdn.num_epochs` epochs on the workdir's latents (those of rounds

@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 from flax.training import train_state
 
 from wm_jax.common import images, training
+from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.data import episodes as episodes_lib
 from wm_jax.world_models.frames import check_frames, frame_batches
 from wm_jax.world_models.models.conv_vae import ConvVAE, vae_loss
@@ -90,6 +91,7 @@ def _show_reconstructions(preview: np.ndarray, out: str, log: training.MetricsLo
   return evaluate
 
 
+@holds_workdir_lock
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains V for `vae.num_steps` steps on the workdir's rollouts, resuming if possible.
   Returns V's last logged metrics ({'step', 'vae/loss', 'vae/kl', ...})."""

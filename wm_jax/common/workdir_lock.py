@@ -1,0 +1,107 @@
+"""One process at a time on a workdir: a lock file naming its holder's host and pid.
+
+Two runs writing one workdir would mix their checkpoints and metadata (one run's parameters
+under the other's config). Every entry point that writes a workdir (`world_models.run` and its
+stages, the VideoGPT trainers) holds `<workdir>/.lock` while it runs:
+
+- a second process on the same workdir is refused with the holder's host and pid;
+- a lock left by a killed process on this host (its pid no longer runs) is taken over;
+- the holding process may enter again (a pipeline calling its stages);
+- on a read-only workdir nothing can be written, so no lock is needed (evaluation of a finished
+  workdir still runs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import json
+import os
+import socket
+from typing import Callable, Iterator
+
+LOCK_FILE = '.lock'
+_held: dict[str, int] = {}  # lock path -> how many times this process entered it
+
+
+def _holder(path: str) -> dict | None:
+  """The lock file's {'host', 'pid'}, or None if it is gone or not yet written."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (FileNotFoundError, json.JSONDecodeError):
+    return None
+
+
+def _running(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # Someone else's process: it runs.
+    return True
+  return True
+
+
+def _acquire(path: str, me: dict) -> bool:
+  """Takes the lock; False if the workdir cannot be written (read-only)."""
+  for _ in range(100):
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+      holder = _holder(path)
+      if holder is None:  # Being written by its holder, or removed meanwhile: look again.
+        continue
+      if holder.get('host') == me['host'] and not _running(int(holder.get('pid', -1))):
+        with contextlib.suppress(FileNotFoundError):
+          os.remove(path)  # Stale: its process was killed.
+        continue
+      raise RuntimeError(
+          f'The workdir {os.path.dirname(path)} is in use by process {holder.get("pid")} on '
+          f'{holder.get("host")} (lock file {path}). Wait for it, use another workdir, or, if '
+          'that process is gone (another host cannot be checked from here), delete the lock '
+          'file.')
+    except OSError as error:
+      if error.errno in (errno.EROFS, errno.EACCES):
+        return False
+      raise
+    with os.fdopen(fd, 'w') as f:
+      json.dump(me, f)
+    return True
+  raise RuntimeError(f'Could not take the lock {path}: it keeps changing hands.')
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str) -> Iterator[None]:
+  """Holds `workdir`'s lock (creating the workdir) for the duration of the block."""
+  workdir = os.path.abspath(workdir)
+  path = os.path.join(workdir, LOCK_FILE)
+  if _held.get(path):
+    _held[path] += 1
+    try:
+      yield
+    finally:
+      _held[path] -= 1
+    return
+  with contextlib.suppress(OSError):  # A read-only parent: _acquire finds out.
+    os.makedirs(workdir, exist_ok=True)
+  if not _acquire(path, {'host': socket.gethostname(), 'pid': os.getpid()}):
+    yield
+    return
+  _held[path] = 1
+  try:
+    yield
+  finally:
+    del _held[path]
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(path)
+
+
+def holds_workdir_lock(function: Callable) -> Callable:
+  """Decorates `function(config, workdir, ...)` to run under `workdir_lock(workdir)`."""
+  @functools.wraps(function)
+  def locked(config, workdir: str, *args, **kwargs):
+    with workdir_lock(workdir):
+      return function(config, workdir, *args, **kwargs)
+  return locked
