@@ -64,3 +64,9 @@ def test_a_lock_held_on_another_host_is_refused(tmp_path):
     with workdir_lock(str(tmp_path)):
       pass
   assert (tmp_path / LOCK_FILE).exists()
+
+
+def test_an_empty_lock_left_by_a_killed_writer_is_taken_over(tmp_path):
+  (tmp_path / LOCK_FILE).write_text('')  # Created, then killed before writing its holder.
+  with workdir_lock(str(tmp_path)):
+    assert json.loads((tmp_path / LOCK_FILE).read_text())['pid'] == os.getpid()

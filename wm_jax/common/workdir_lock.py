@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import socket
+import time
 from typing import Callable, Iterator
 
 LOCK_FILE = '.lock'
@@ -44,18 +45,30 @@ def _running(pid: int) -> bool:
   return True
 
 
+def _stale(holder: dict | None, me: dict, unreadable_for: float) -> bool:
+  """A lock whose process on this host is gone, or that stayed empty (its writer was killed
+  between creating and writing it)."""
+  if holder is None:
+    return unreadable_for > 1.0
+  return holder.get('host') == me['host'] and not _running(int(holder.get('pid', -1)))
+
+
 def _acquire(path: str, me: dict) -> bool:
   """Takes the lock; False if the workdir cannot be written (read-only)."""
-  for _ in range(100):
+  unreadable_since = None
+  for _ in range(1000):
     try:
       fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
       holder = _holder(path)
-      if holder is None:  # Being written by its holder, or removed meanwhile: look again.
-        continue
-      if holder.get('host') == me['host'] and not _running(int(holder.get('pid', -1))):
+      now = time.monotonic()
+      unreadable_since = (unreadable_since or now) if holder is None else None
+      if _stale(holder, me, now - (unreadable_since or now)):
         with contextlib.suppress(FileNotFoundError):
-          os.remove(path)  # Stale: its process was killed.
+          os.remove(path)
+        continue
+      if holder is None:  # Being written by its holder: look again.
+        time.sleep(0.01)
         continue
       raise RuntimeError(
           f'The workdir {os.path.dirname(path)} is in use by process {holder.get("pid")} on '
