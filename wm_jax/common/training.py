@@ -177,9 +177,9 @@ def fit(state, step_fn: Callable, batches: Iterator, manager: ocp.CheckpointMana
 
   Every `log_every` steps the metrics' means (and examples per second x `rate_scale`, as
   `rate_name`) go to `log` under `prefix/`, and those named in `show` to the progress bar; a
-  non-finite loss stops the run (`StepWindow`). Every `eval_every` steps `evaluate(state, step)` runs, every
-  `checkpoint_every` steps the state and the iterator's position are saved; the last step does
-  all three. Pending saves finish before it returns or raises. Returns (state, the last
+  non-finite loss stops the run (`StepWindow`). Every `eval_every` steps `evaluate(state, step)`
+  runs, every `checkpoint_every` steps the state and the iterator's position are saved; the last
+  step does all three. Pending saves finish before it returns or raises. Returns (state, the last
   evaluation, or None if no step ran).
   """
   first = int(state.step)

@@ -29,7 +29,8 @@ class FrozenVQVAE:
     if manager is None or manager.latest_step() is None:
       raise FileNotFoundError(f'No trained VQ-VAE in vqvae.workdir={workdir!r} (no checkpoints in '
                               f'{directory}). Train one first: python -m experiments.train_vqvae.')
-    self.config = ml_collections.ConfigDict(config_lib.unflatten(manager.metadata().custom_metadata))
+    metadata = manager.metadata().custom_metadata
+    self.config = ml_collections.ConfigDict(config_lib.unflatten(metadata))
     self.step = manager.latest_step()
     self.model = vqvae_lib.make_model(self.config)
     abstract = jax.eval_shape(lambda: vqvae_lib.create_train_state(self.config,

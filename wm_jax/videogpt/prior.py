@@ -12,9 +12,10 @@
 - at the end (`sampling.py`): `samples.num_videos` sampled videos (samples.gif, samples.png;
   conditioned on test clips when the prior is conditional or the VQ-VAE decodes relative to a
   reference frame), their FVD against test clips when `eval.fvd_trials` > 0, and, with
-  `predict.context_frames` > 0, future frames predicted from context frames and the clip's actions (greedy, one draw, or
-  the pixel mean of `predict.num_samples` draws), scored by PSNR/SSIM per horizon against the
-  truth and against repeating the last context frame (predictions.png).
+  `predict.context_frames` > 0, future frames predicted from context frames and the clip's
+  actions (greedy, one draw, or the pixel mean of `predict.num_samples` draws), scored by
+  PSNR/SSIM per horizon against the truth and against repeating the last context frame
+  (predictions.png).
 Orbax checkpoints hold the TrainState and the grain iterator's position, so a killed run resumes
 and ends where an uninterrupted run would. results.json holds the final scores.
 """

@@ -34,8 +34,8 @@ STAGE_INPUTS = {
     'evaluate': ('controller', ('evaluate',)),
 }
 # Keys that change how fast a stage runs or what it reports, never what it computes.
-NEVER_CHANGE_OUTPUT = ('env.num_workers', 'vae.log_every', 'vae.eval_every', 'vae.checkpoint_every', 'controller.eval_every',
-                       'controller.eval_episodes')
+NEVER_CHANGE_OUTPUT = ('env.num_workers', 'vae.log_every', 'vae.eval_every',
+                       'vae.checkpoint_every', 'controller.eval_every', 'controller.eval_episodes')
 # The key that only extends a stage's run: its checkpoints resume across a larger value (later
 # stages' outputs still depend on it).
 EXTENDS = {'vae': 'vae.num_steps', 'mdn': 'mdn.num_epochs',

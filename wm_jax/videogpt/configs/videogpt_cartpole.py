@@ -7,10 +7,10 @@ Prediction keeps the codes of the first 8 frames (the context) and samples the r
 clip's actions; the predicted frames are scored against the true ones 1, 4 and 8 frames after
 the context, beside repeating the last context frame. Each prediction is the pixel mean of 16
 sampled futures (`predict.num_samples`), the prior's expected video;
-`--config.predict.top_k=1 --config.predict.num_samples=1` is greedy, `--config.predict.num_samples=1`
-one draw. 3,200 training steps without dropout; results, times and the measured alternatives
-in docs/results.md. ':tiny' is the tests' variant (a one-layer prior that also cross-attends to
-2 conditioning frames, a few steps).
+`--config.predict.top_k=1 --config.predict.num_samples=1` is greedy,
+`--config.predict.num_samples=1` one draw. 3,200 training steps without dropout; results,
+times and the measured alternatives in docs/results.md. ':tiny' is the tests' variant (a
+one-layer prior that also cross-attends to 2 conditioning frames, a few steps).
 
   python -m experiments.train_videogpt --config=wm_jax/videogpt/configs/videogpt_cartpole.py \
       --workdir=runs/videogpt_cartpole   # after those of vqvae_cartpole.py

@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.downsample = (4, 4, 4)
   config.model.attention = False  # Paper: no attention for Moving MNIST.
   config.model.position_embeddings = True
-  config.model.conv_impl = 'folded'  # or 'xla': same math (wm_jax/videogpt/models/strided_conv3d.py).
+  config.model.conv_impl = 'folded'  # or 'xla': same math (models/strided_conv3d.py).
   # Not in the paper: codes relative to this frame of each clip (None: the paper's VQ-VAE); see
   # wm_jax/videogpt/models/video_vqvae.py and docs/videogpt.md (the CartPole world model).
   config.model.reference_frame = ml_collections.config_dict.placeholder(int)

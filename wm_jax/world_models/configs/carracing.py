@@ -6,8 +6,9 @@ environment, scored over 100 real episodes.
       --workdir=runs/carracing
 
 A job for many CPU cores (not run yet: docs/results.md): every generation runs population
-64 x 16 rollouts = 1,024 real episodes of 1,000 steps. Random data: 10,000 episodes of a smooth random driver (`wm_jax.envs.games.CarRacing`; the
-paper drove random-weight agents), each action held 1..10 frames.
+64 x 16 rollouts = 1,024 real episodes of 1,000 steps. Random data: 10,000 episodes of a
+smooth random driver (`wm_jax.envs.games.CarRacing`; the paper drove random-weight agents), each
+action held 1..10 frames.
 """
 
 from wm_jax.world_models.configs import default

@@ -10,7 +10,8 @@ real environment that M never modelled. Each round r = 1 .. `iterative.rounds` -
 2. trains a fresh M on the latents of all rounds so far;
 3. trains a fresh C by CMA-ES in that M's dream.
 Round r keeps its data, M and C under `<workdir>/round_<r>/` (`Workdir.round`); V and the
-initial latents are the ones of round 0. Every step is skipped when complete, so a killed round resumes.
+initial latents are the ones of round 0. Every step is skipped when complete, so a killed round
+resumes.
 """
 
 from __future__ import annotations

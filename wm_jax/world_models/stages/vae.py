@@ -81,14 +81,13 @@ def _fixed_frames(episodes, count: int) -> np.ndarray:
   return np.stack(picks)
 
 
-def _show_reconstructions(preview: np.ndarray, out: str, log: training.MetricsLog):
+def _show_reconstructions(state: TrainState, step: int, preview: np.ndarray, out: str,
+                          log: training.MetricsLog) -> None:
   """`evaluate(state, step)` for `fit`: the preview frames above their reconstructions."""
-  def evaluate(state, step):
-    strip = images.image_strip([preview, np.asarray(reconstruct(state.apply_fn, state.params,
-                                                                preview))])
-    log.image('vae/originals_over_reconstructions', strip, step)
-    images.save_png(os.path.join(out, 'reconstructions.png'), strip)
-  return evaluate
+  strip = images.image_strip([preview, np.asarray(reconstruct(state.apply_fn, state.params,
+                                                              preview))])
+  log.image('vae/originals_over_reconstructions', strip, step)
+  images.save_png(os.path.join(out, 'reconstructions.png'), strip)
 
 
 @holds_workdir_lock
@@ -118,7 +117,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                checkpoint_every=c.checkpoint_every, place=place, what='V',
                learning_rate_key='vae.learning_rate', prefix='vae', rate_name='images_per_s',
                show=('loss', 'kl'),
-               evaluate=_show_reconstructions(_fixed_frames(episodes, 8), paths.vae, log))
+               evaluate=functools.partial(_show_reconstructions,
+                                          preview=_fixed_frames(episodes, 8), out=paths.vae,
+                                          log=log))
   log.close()
   return training.last_metrics(paths.vae)
 
