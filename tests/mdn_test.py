@@ -38,10 +38,6 @@ def copy_latents(source, tmp_path_factory, name):
   return workdir
 
 
-def features(config):
-  return world.real_env(config).features
-
-
 def test_epoch_index_packs_shuffled_episodes():
   lengths = np.array([3, 5, 2, 6])
   index = mdn.epoch_index(lengths, num_streams=2, chunk_length=3, seed=0, epoch=0)
@@ -56,7 +52,7 @@ def test_epoch_index_packs_shuffled_episodes():
 
 
 def test_sequences_flags(latent_workdir):
-  data, lengths = mdn.load_sequences(latent_workdir, features(configs.get('default:tiny')))
+  data, lengths = mdn.load_sequences(configs.get('default:tiny'), latent_workdir)
   assert data.actions.shape == (lengths.sum(), 2) and set(np.unique(data.actions)) <= {0.0, 1.0}
   ends = np.cumsum(lengths) - 1
   assert np.all(data.has_next[ends] == 0) and data.has_next.sum() == lengths.sum() - len(lengths)
@@ -79,7 +75,7 @@ def test_loss_falls_and_a_resumed_run_matches(latent_workdir, tmp_path_factory, 
   for a, b in zip(jax.tree.leaves(fresh), jax.tree.leaves(mdn.restore_params(config, straight_dir))):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
-  data, lengths = mdn.load_sequences(fresh_dir, features(config))
+  data, lengths = mdn.load_sequences(config, fresh_dir)
   index = mdn.epoch_index(lengths, 4, 8, seed=0, epoch=99)
   losses = []
   initial = mdn.create_train_state(config, jax.random.PRNGKey(0))
@@ -119,7 +115,7 @@ def _with_epochs(config, epochs):
 
 def test_done_detection_counts_fires_at_deaths_and_elsewhere(latent_workdir):
   config = configs.get('default:tiny')
-  data, lengths = mdn.load_sequences(latent_workdir, features(config))
+  data, lengths = mdn.load_sequences(config, latent_workdir)
   model = world.mdn_model(config)
   params = mdn.create_train_state(config, jax.random.PRNGKey(0)).params
   # A plain loop over single unpadded episodes; batches of 5 leave a padded remainder.

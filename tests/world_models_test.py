@@ -11,7 +11,7 @@ from PIL import Image
 
 from wm_jax import world_models
 from wm_jax.data import episodes as episodes_lib
-from wm_jax.world_models import Workdir, configs, world
+from wm_jax.world_models import Workdir, configs
 from wm_jax.world_models.stages import controller, evaluate, iterate, mdn
 
 
@@ -48,7 +48,7 @@ def test_stages_after_encode_write_results_and_skip_when_complete(latent_workdir
     assert 1 <= length <= config.env.max_steps and episode['dones'][-1]
     assert not episode['dones'][:-1].any() and not episode['terminals'][:-1].any()
     assert episode['terminals'][-1] == (length < config.env.max_steps)
-  _, lengths = mdn.load_sequences(workdir, world.real_env(config).features, round_index=1)
+  _, lengths = mdn.load_sequences(config, workdir, round_index=1)
   assert len(lengths) == len(episodes_lib.open_episodes(paths.latents())) + 3
   assert os.path.exists(paths.checkpoints('controller', 1))
 

@@ -20,7 +20,7 @@ from ml_collections import config_flags
 from wm_jax.data import episodes as episodes_lib
 from wm_jax.world_models import Workdir, configs
 from wm_jax.world_models.stages import mdn
-from wm_jax.world_models.world import mdn_model, real_env
+from wm_jax.world_models.world import mdn_model
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(configs.__file__), 'default.py'),
@@ -39,7 +39,7 @@ def main(argv):
     rounds += 1
   model = mdn_model(config)
   params = mdn.restore_params(config, workdir, _M_ROUND.value)
-  data, lengths = mdn.load_sequences(workdir, real_env(config).features, rounds - 1)
+  data, lengths = mdn.load_sequences(config, workdir, rounds - 1)
   first_episode = 0
   for r in range(rounds):
     count = len(episodes_lib.open_episodes(paths.latents(r), 'latent'))

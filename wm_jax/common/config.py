@@ -67,6 +67,19 @@ def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Conf
                      f'\nKnown keys are those of {reference_path}.')
 
 
+_BOUNDS = {'>= 1': lambda v: v >= 1, '>= 0': lambda v: v >= 0, '> 0': lambda v: v > 0}
+
+
+def check_ranges(config: ml_collections.ConfigDict, rules: Mapping[str, str]) -> None:
+  """Raises a ValueError naming every key whose value breaks its rule ('>= 1', '>= 0' or
+  '> 0'; {'vae.num_steps': '>= 1', ...}), before anything runs on it."""
+  values = flatten(config.to_dict())
+  broken = [f'  {key} = {values[key]!r}: must be {rule}' for key, rule in rules.items()
+            if not _BOUNDS[rule](values[key])]
+  if broken:
+    raise ValueError('Config values out of range:\n' + '\n'.join(broken))
+
+
 def fingerprint(config: ml_collections.ConfigDict, sections: tuple[str, ...],
                 ignore: tuple[str, ...] = ()) -> dict[str, Any]:
   """The flat JSON-able values of `sections` that an output depends on, minus `ignore`."""

@@ -5,12 +5,17 @@ progress bar)."""
 from __future__ import annotations
 
 import collections
+import contextlib
+import gc
 import json
 import os
+import sys
 import time
+import warnings
 from typing import Any, Callable, Iterator, Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import tqdm
@@ -58,15 +63,63 @@ def checkpoint_manager(directory: str, config_fingerprint: Mapping[str, Any],
   return manager
 
 
+def stored_fingerprint(directory: str) -> dict[str, Any] | None:
+  """The config fingerprint stored with the checkpoints in `directory` (`checkpoint_manager`),
+  or None if it holds none."""
+  if not os.path.isdir(directory):
+    return None
+  manager = ocp.CheckpointManager(os.path.abspath(directory))
+  stored = manager.metadata().custom_metadata if manager.latest_step() is not None else None
+  manager.close()
+  return None if stored is None else dict(stored)
+
+
+def restore_newest(manager: ocp.CheckpointManager, args: ocp.args.CheckpointArgs
+                   ) -> tuple[int, Any] | None:
+  """(step, what `args` restores) of the newest checkpoint that restores, or None if there is
+  none. An unreadable checkpoint (a file deleted or truncated) is moved to
+  `<directory>/../unreadable_checkpoints/` with a warning naming it, and the one before it is
+  tried, so training resumes from there."""
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      with _quiet_failed_reads():
+        return step, manager.restore(step, args=args)
+    except Exception as error:  # Orbax and tensorstore raise many kinds for a damaged file.
+      directory = os.fspath(manager.directory)
+      aside = os.path.join(os.path.dirname(directory), 'unreadable_checkpoints',
+                           f'{step}.{time.strftime("%Y%m%d-%H%M%S")}')
+      os.makedirs(os.path.dirname(aside), exist_ok=True)
+      os.replace(os.path.join(directory, str(step)), aside)
+      manager.reload()
+      warnings.warn(f'Checkpoint {step} in {directory} cannot be read ({type(error).__name__}: '
+                    f'{str(error).splitlines()[0][:200]}); moved to {aside}, resuming from the '
+                    'checkpoint before it.')
+  return None
+
+
+@contextlib.contextmanager
+def _quiet_failed_reads():
+  """Drops the "Exception ignored in <coroutine>" reports of the other reads of a restore that
+  failed (orbax reads arrays concurrently; one damaged file fails them all, each with a long
+  traceback)."""
+  default_hook = sys.unraisablehook
+  sys.unraisablehook = lambda report: None
+  try:
+    yield
+  finally:
+    gc.collect()  # The failed reads' coroutines report while the quiet hook is in place.
+    sys.unraisablehook = default_hook
+
+
 def restore_latest(manager: ocp.CheckpointManager, state, iterator):
-  """The TrainState of the manager's latest checkpoint (or `state` if there is none), with the
-  grain `iterator` set to the position saved beside it."""
-  if manager.latest_step() is None:
-    return state
-  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+  """The TrainState of the manager's newest readable checkpoint (`restore_newest`), or `state`
+  if there is none, with the grain `iterator` set to the position saved beside it."""
+  restored = restore_newest(manager, ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract(state)), data=ocp.args.JsonRestore()))
-  iterator.set_state(restored['data'])
-  return restored['state']
+  if restored is None:
+    return state
+  iterator.set_state(restored[1]['data'])
+  return restored[1]['state']
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, iterator) -> None:
@@ -83,13 +136,38 @@ def abstract(tree) -> Any:
 def restore_final(directory: str, config_fingerprint: Mapping[str, Any], final_step: int,
                   what: str, key: str, stage: str, args: ocp.args.CheckpointArgs) -> Any:
   """The checkpoint a finished stage left at `final_step` (config `key`), restored with `args`;
-  a FileNotFoundError naming the stage to run if it is absent."""
+  an error naming the stage to run if it is absent or unreadable."""
   manager = checkpoint_manager(directory, config_fingerprint)
-  if manager.latest_step() != final_step:
+  latest = manager.latest_step()
+  if latest != final_step:
+    trained_past = latest is not None and latest > final_step
     raise FileNotFoundError(
         f'{what} is not trained to {key}={final_step} in {directory} (latest checkpoint: '
-        f'{manager.latest_step()}). Run the {stage} stage first.')
-  return manager.restore(final_step, args=args)
+        f'{latest}). ' + (f'Set {key}={latest}, or use a fresh --workdir.' if trained_past else
+                          f'Run the {stage} stage first.'))
+  try:
+    with _quiet_failed_reads():
+      return manager.restore(final_step, args=args)
+  except Exception as error:  # Orbax and tensorstore raise many kinds for a damaged file.
+    raise RuntimeError(
+        f"{what}'s final checkpoint {final_step} in {directory} cannot be read ({error}). Run "
+        f'the {stage} stage again: it sets the damaged checkpoint aside and trains on from the '
+        'one before it.') from error
+
+
+def check_finite(tree, what: str, step: int, learning_rate_key: str) -> None:
+  """Raises a FloatingPointError if a float leaf of `tree` holds NaN or inf: a diverged state
+  is never checkpointed (the good checkpoints stay the newest)."""
+  if not bool(_all_finite(tree)):
+    raise FloatingPointError(f'{what} diverged by step {step}: its state holds NaN or inf '
+                             f'values and is not checkpointed. Try a lower {learning_rate_key}.')
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 class StepWindow:
@@ -178,8 +256,8 @@ def fit(state, step_fn: Callable, batches: Iterator, manager: ocp.CheckpointMana
   Every `log_every` steps the metrics' means (and examples per second x `rate_scale`, as
   `rate_name`) go to `log` under `prefix/`, and those named in `show` to the progress bar; a
   non-finite loss stops the run (`StepWindow`). Every `eval_every` steps `evaluate(state, step)`
-  runs, every `checkpoint_every` steps the state and the iterator's position are saved; the last
-  step does all three. Pending saves finish before it returns or raises. Returns (state, the last
+  runs, every `checkpoint_every` steps the state and the iterator's position are saved (never a
+  state holding NaN: `check_finite`); the last step does all three. Pending saves finish before it returns or raises. Returns (state, the last
   evaluation, or None if no step ran).
   """
   first = int(state.step)
@@ -201,6 +279,7 @@ def fit(state, step_fn: Callable, batches: Iterator, manager: ocp.CheckpointMana
       if evaluate is not None and (step % eval_every == 0 or last):
         evaluation = evaluate(state, step)
       if step % checkpoint_every == 0 or last:
+        check_finite(state, what, step, learning_rate_key)
         save(manager, step, state, batches)
       progress.update(1)
   finally:

@@ -5,16 +5,19 @@ One example is one episode: a dict of arrays whose leading axis is time, e.g. pi
 (`mu`, `logvar` [T, z], ...). The same builder writes both; the features come from the
 `EpisodeSpec` handed to it.
 
-TFDS prepares a dataset in a temporary folder and renames it into place only when every shard
-and `dataset_info.json` are written, so a killed write never leaves a dataset that `open_episodes`
-takes for complete; the next `write_episodes` starts it again from scratch.
+TFDS prepares a dataset in a temporary folder (`incomplete.*`) and renames it into place only
+when every shard and `dataset_info.json` are written, so a killed write never leaves a dataset
+that `open_episodes` takes for complete; the next `write_episodes` removes what a killed write
+or a damaged dataset (a shard or `dataset_info.json` deleted) left, and writes it again.
 """
 
 from __future__ import annotations
 
+import glob
 import itertools
 import json
 import os
+import shutil
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -73,7 +76,21 @@ def dataset_dir(path: str) -> str:
 
 
 def is_complete(path: str) -> bool:
-  return os.path.exists(os.path.join(dataset_dir(path), 'dataset_info.json'))
+  """Whether the dataset under `path` was written to the end: its `dataset_info.json` and every
+  shard it lists are there."""
+  directory = dataset_dir(path)
+  try:
+    with open(os.path.join(directory, 'dataset_info.json')) as f:
+      splits = json.load(f)['splits']
+  except (FileNotFoundError, json.JSONDecodeError, KeyError):
+    return False
+  for split in splits:
+    count = len(split['shardLengths'])
+    for shard in range(count):
+      name = f'{EpisodeDataset.name}-{split["name"]}.array_record-{shard:05d}-of-{count:05d}'
+      if not os.path.exists(os.path.join(directory, name)):
+        return False
+  return True
 
 
 def write_episodes(path: str, spec: EpisodeSpec, episodes: Iterable[Mapping[str, np.ndarray]],
@@ -81,9 +98,17 @@ def write_episodes(path: str, spec: EpisodeSpec, episodes: Iterable[Mapping[str,
   """Writes the episodes as one TFDS split 'train' under `path` (absolute), atomically.
 
   `metadata` (JSON-able) is stored with the dataset and read back by `read_metadata`; stages
-  use it to refuse data made with a different configuration. Raises ValueError if `episodes`
-  is empty.
+  use it to refuse data made with a different configuration. What an unfinished write left at
+  `path` is removed first; a complete dataset there is refused (FileExistsError), as is an
+  empty `episodes` (ValueError).
   """
+  if is_complete(path):
+    raise FileExistsError(f'A complete dataset is already at {dataset_dir(path)}.')
+  leftovers = [dataset_dir(path), *glob.glob(os.path.join(os.path.dirname(dataset_dir(path)),
+                                                          'incomplete.*'))]
+  for leftover in filter(os.path.exists, leftovers):
+    print(f'Removing {leftover}, left by an unfinished write.', flush=True)
+    shutil.rmtree(leftover)
   episodes = iter(episodes)
   first = next(episodes, None)
   if first is None:

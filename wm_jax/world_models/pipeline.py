@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import ml_collections
 
-from wm_jax.common.config import check_keys
+from wm_jax.common.config import check_keys, check_ranges
 from wm_jax.common.workdir_lock import workdir_lock
 from wm_jax.world_models import configs
 from wm_jax.world_models.stages import (collect, controller, encode, evaluate, iterate, mdn,
@@ -33,14 +33,37 @@ STAGES: dict[str, Callable[[ml_collections.ConfigDict, str], dict[str, Any]]] = 
 }
 
 
+# Values that cannot work outside these ranges (`check_ranges`).
+VALUE_RANGES = {
+    **dict.fromkeys(('mesh.data', 'env.max_steps', 'collect.num_episodes',
+                     'collect.max_action_repeat', 'collect.min_steps',
+                     'collect.episodes_per_chunk', 'vae.model.z_size', 'vae.batch_size',
+                     'vae.num_steps', 'vae.shuffle_window', 'vae.log_every', 'vae.eval_every',
+                     'vae.checkpoint_every', 'encode.batch_size', 'mdn.model.hidden_size',
+                     'mdn.model.num_mixtures', 'mdn.num_streams', 'mdn.chunk_length',
+                     'mdn.num_epochs', 'controller.population_size', 'controller.num_rollouts',
+                     'controller.max_steps', 'controller.num_generations',
+                     'controller.eval_every', 'controller.eval_episodes', 'iterative.rounds',
+                     'iterative.num_episodes', 'evaluate.num_episodes', 'evaluate.gif_steps'),
+                    '>= 1'),
+    **dict.fromkeys(('vae.learning_rate', 'mdn.learning_rate', 'mdn.lr_decay', 'mdn.grad_clip',
+                     'mdn.done_positive_weight', 'controller.sigma_init', 'dream.temperature'),
+                    '> 0'),
+    **dict.fromkeys(('env.num_workers', 'vae.kl_tolerance', 'mdn.done_weight',
+                     'controller.weight_decay', 'iterative.epsilon'), '>= 0'),
+}
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
-  """Raises a ValueError naming unknown keys (with a "did you mean") and settings that cannot
-  work, before any stage runs."""
+  """Raises a ValueError naming unknown keys (with a "did you mean"), values out of range and
+  settings that cannot work, before any stage runs."""
   check_keys(config, configs.get('default'), 'wm_jax/world_models/configs/default.py')
+  check_ranges(config, VALUE_RANGES)
   controller.check_settings(config)
-  if config.iterative.rounds < 1:
-    raise ValueError(f'iterative.rounds must be >= 1 (1: no iteration), got '
-                     f'{config.iterative.rounds}.')
+  # Episodes end by env.max_steps at the latest: too few steps for M is known before collecting.
+  mdn.check_steps(config.collect.num_episodes * config.env.max_steps, config.mdn.num_streams,
+                  config.mdn.chunk_length,
+                  'collect.num_episodes x env.max_steps: the rollouts would at most')
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,

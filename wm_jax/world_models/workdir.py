@@ -10,18 +10,24 @@
   .lock: the host and pid of the process writing the workdir (`wm_jax.common.workdir_lock`)
 
 Each stage's output carries the fingerprint of the keys it depends on (its own section and,
-through its input, every earlier stage's), so a workdir is never reused under another config.
+through its input, every earlier stage's), so a workdir is never reused under another config:
+a stage refuses an input or an output of its own made with other values, except where only a
+key that extends an earlier stage's training changed (`EXTENDS`, e.g. `vae.num_steps` raised on
+a finished workdir): that stage trains on, and the outputs after it are made again
+(`clear_if_stale`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+import shutil
+from typing import Any, Mapping, Sequence
 
 import ml_collections
 
-from wm_jax.common.config import fingerprint as section_fingerprint
+from wm_jax.common import training
+from wm_jax.common.config import check_same, fingerprint as section_fingerprint
 from wm_jax.data import episodes
 
 # Each stage: (the stage whose output it reads, the config sections its own output depends on).
@@ -116,3 +122,83 @@ def fingerprint(config: ml_collections.ConfigDict, stage: str, round_index: int 
   if round_index and stage == 'mdn':
     meta['round'] = round_index
   return meta
+
+
+def latents_fingerprint(config: ml_collections.ConfigDict, round_index: int = 0) -> dict[str, Any]:
+  """The fingerprint of round `round_index`'s latent dataset: V's encodings of the random
+  rollouts (round 0, the encode stage), or the previous round's C's episodes (iterate)."""
+  return fingerprint(config, 'encode') if round_index == 0 else fingerprint(config, 'mdn',
+                                                                             round_index)
+
+
+def _extended_keys(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+  """The keys in which `stored` differs from `current`, if all of them only extend a stage's
+  training (`EXTENDS`); else []."""
+  changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+  return changed if set(changed) <= set(EXTENDS.values()) else []
+
+
+def _changes(keys: Sequence[str], stored: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+  return ', '.join(f'{k}={current.get(k)} (was {stored.get(k)})' for k in keys)
+
+
+def check_input(stored: Mapping[str, Any], current: Mapping[str, Any], where: str,
+                producer: str) -> None:
+  """Raises a ValueError if a stage's input `where`, made with fingerprint `stored`, was not
+  made with the config's `current`: naming the `producer` stage to run where an earlier stage
+  only trained further since, else the keys that differ (`check_same`)."""
+  extended = _extended_keys(stored, current)
+  if extended:
+    raise ValueError(f'{where} predates {_changes(extended, stored, current)}: run the '
+                     f'{producer} stage first (it makes it again).')
+  check_same(stored, current, where)
+
+
+def check_trained(config: ml_collections.ConfigDict, workdir: str, stage: str,
+                  round_index: int = 0) -> None:
+  """Raises a ValueError if the checkpoints of `stage` ('vae', 'mdn' or 'controller'; round
+  `round_index`) were made with other values than `config`'s (`check_input`)."""
+  directory = Workdir(workdir).checkpoints(stage, round_index)
+  stored = training.stored_fingerprint(directory)
+  if stored is not None:
+    check_input(stored, fingerprint(config, stage, round_index, checkpoints=True),
+                f'The checkpoints in {directory}', producing_stage(stage, round_index))
+
+
+def open_rollouts(config: ml_collections.ConfigDict, workdir: str):
+  """The workdir's rollout dataset (`episodes.open_episodes`), refused if made with other
+  values than `config`'s (`check_input`)."""
+  path = Workdir(workdir).rollouts
+  source = episodes.open_episodes(path, 'rollout')
+  check_input(episodes.read_metadata(path), fingerprint(config, 'collect'),
+              f'The rollout dataset in {path}', 'collect')
+  return source
+
+
+def open_latents(config: ml_collections.ConfigDict, workdir: str, round_index: int = 0):
+  """Round `round_index`'s latent dataset, refused if made with other values than `config`'s."""
+  path = Workdir(workdir).latents(round_index)
+  source = episodes.open_episodes(path, 'latent')
+  check_input(episodes.read_metadata(path), latents_fingerprint(config, round_index),
+              f'The latent dataset in {path}', 'encode' if round_index == 0 else 'iterate')
+  return source
+
+
+def clear_if_stale(stored: Mapping[str, Any] | None, current: Mapping[str, Any], where: str,
+                   outputs: Sequence[str]) -> None:
+  """Checks a stage's existing output `where`, made with fingerprint `stored` (None: there is
+  none yet), against the config's `current`. Where they differ only in keys of `EXTENDS` (an
+  earlier stage trained further since), the output is stale: `outputs` (paths) are removed, to
+  be made again. Any other difference raises a ValueError naming the keys (`check_same`)."""
+  if stored is None:
+    return
+  extended = _extended_keys(stored, current)
+  if not extended:
+    check_same(stored, current, where)
+    return
+  print(f'{where} predates {_changes(extended, stored, current)}: made again.', flush=True)
+  for path in outputs:
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    elif os.path.exists(path):
+      os.remove(path)

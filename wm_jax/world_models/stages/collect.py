@@ -4,6 +4,8 @@ rollout dataset (`wm_jax.data.collect` collects, `wm_jax.data.episodes` stores).
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import jax
 import ml_collections
 import numpy as np
@@ -12,26 +14,35 @@ from wm_jax.common.config import check_same
 from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.data import episodes as episodes_lib
 from wm_jax.data.collect import random_episodes
+from wm_jax.world_models.stages import mdn
 from wm_jax.world_models.workdir import Workdir, fingerprint
 from wm_jax.world_models.world import real_env
 
 
 @holds_workdir_lock
 def collect(config: ml_collections.ConfigDict, workdir: str) -> dict[str, int]:
-  """Collects the rollouts unless they are complete (and made with this config). Returns
-  {'episodes': how many the dataset holds}."""
+  """Collects the rollouts unless they are complete (and made with this config); refuses a new
+  dataset too short for M's epoch (before V trains on it). Returns {'episodes': how many the
+  dataset holds}."""
   path = Workdir(workdir).rollouts
   meta = fingerprint(config, 'collect')
   if episodes_lib.is_complete(path):
     check_same(episodes_lib.read_metadata(path), meta, f'The rollout dataset in {path}')
   else:
-    c = config.collect
-    if c.num_episodes < 1 or c.episodes_per_chunk < 1:
-      raise ValueError('collect.num_episodes and collect.episodes_per_chunk must be >= 1, got '
-                       f'{c.num_episodes} and {c.episodes_per_chunk}.')
     real = real_env(config)
     action = jax.eval_shape(real.action_space.sample, jax.random.key(0))
     spec = {'frames': ((64, 64, 3), np.uint8), 'actions': (action.shape, action.dtype),
             'rewards': ((), np.float32), 'dones': ((), np.bool_), 'terminals': ((), np.bool_)}
-    episodes_lib.write_episodes(path, spec, random_episodes(config, real.env, real.params), meta)
+    lengths = []
+    episodes_lib.write_episodes(path, spec, _counted(random_episodes(config, real.env,
+                                                                     real.params), lengths), meta)
+    mdn.check_steps(sum(lengths), config.mdn.num_streams, config.mdn.chunk_length,
+                    f'The {len(lengths)} episodes collected in {path}')
   return episodes_lib.summary(path)
+
+
+def _counted(episodes: Iterator[dict[str, np.ndarray]], lengths: list[int]):
+  """`episodes`, appending each one's length to `lengths`."""
+  for episode in episodes:
+    lengths.append(len(episode['frames']))
+    yield episode

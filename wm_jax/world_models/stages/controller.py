@@ -28,7 +28,8 @@ from wm_jax.common import training
 from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.world_models.cmaes import episode_return, make_generation, run_generations, strong_types
 from wm_jax.world_models.stages import mdn, vae
-from wm_jax.world_models.workdir import Workdir, fingerprint, producing_stage
+from wm_jax.world_models.workdir import (Workdir, check_trained, clear_if_stale, fingerprint,
+                                         producing_stage)
 from wm_jax.world_models.world import World, build_world
 
 
@@ -103,40 +104,48 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_in
   key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), 3), round_index)
   key_init, key_generations, key_eval = jax.random.split(key, 3)
   es_state = strong_types(es.init(key_init, world.template, es_params))
-  manager = training.checkpoint_manager(Workdir(workdir).checkpoints('controller', round_index),
-                                        fingerprint(config, 'controller', round_index, True))
-  first = manager.latest_step() or 0
-  if first:
-    es_state = manager.restore(first, args=ocp.args.StandardRestore(training.abstract(es_state)))
+  paths = Workdir(workdir)
+  checkpoints = paths.checkpoints('controller', round_index)
+  meta = fingerprint(config, 'controller', round_index, checkpoints=True)
+  clear_if_stale(training.stored_fingerprint(checkpoints), meta, f'C in {checkpoints}',
+                 [paths.controller(round_index)])
+  manager = training.checkpoint_manager(checkpoints, meta)
+  restored = training.restore_newest(manager,
+                                     ocp.args.StandardRestore(training.abstract(es_state)))
+  first, es_state = restored if restored is not None else (0, es_state)
   run = make_chunk(config, world, es, es_params, mesh)
   eval_keys = jax.random.split(key_eval, c.eval_episodes)
   score_dream = make_scorer(world.dream, world.dream_params, world.policy, config.env.max_steps)
   score_real = make_scorer(world.real, world.real_params, world.policy, config.env.max_steps)
-  log = training.MetricsLog(Workdir(workdir).controller(round_index))
+  log = training.MetricsLog(paths.controller(round_index))
   progress = tqdm.tqdm(initial=first, total=c.num_generations, unit='generation',
                        desc=f'train C in the {c.train_in} env (round {round_index})')
-  for start in range(first, c.num_generations, c.eval_every):
-    es_state, metrics = run(jax.device_put(es_state, training.replicated(mesh)), key_generations,
-                            start)
-    mean = es.get_mean(es_state)
-    dream_returns, real_returns = score_dream(mean, eval_keys), score_real(mean, eval_keys)
-    scores = {'mean_dream_return': float(dream_returns.mean()),
-              'mean_real_return': float(real_returns.mean()),
-              'mean_real_return_std': float(real_returns.std())}
-    log_chunk(log, start, metrics, scores)
-    manager.save(start + c.eval_every, args=ocp.args.StandardSave(es_state))
-    progress.update(c.eval_every)
-    progress.set_postfix(dream=f'{scores["mean_dream_return"]:.1f}',
-                         real=f'{scores["mean_real_return"]:.1f}')
-  progress.close()
-  manager.wait_until_finished()
+  try:
+    for start in range(first, c.num_generations, c.eval_every):
+      es_state, metrics = run(jax.device_put(es_state, training.replicated(mesh)),
+                              key_generations, start)
+      mean = es.get_mean(es_state)
+      dream_returns, real_returns = score_dream(mean, eval_keys), score_real(mean, eval_keys)
+      scores = {'mean_dream_return': float(dream_returns.mean()),
+                'mean_real_return': float(real_returns.mean()),
+                'mean_real_return_std': float(real_returns.std())}
+      log_chunk(log, start, metrics, scores)
+      training.check_finite(mean, 'C', start + c.eval_every, 'controller.sigma_init')
+      manager.save(start + c.eval_every, args=ocp.args.StandardSave(es_state))
+      progress.update(c.eval_every)
+      progress.set_postfix(dream=f'{scores["mean_dream_return"]:.1f}',
+                           real=f'{scores["mean_real_return"]:.1f}')
+  finally:
+    progress.close()
+    manager.wait_until_finished()
   log.close()
-  return training.last_metrics(Workdir(workdir).controller(round_index))
+  return training.last_metrics(paths.controller(round_index))
 
 
 def restore_controller(config: ml_collections.ConfigDict, workdir: str, template,
                        round_index: int = 0) -> Any:
   """C's parameters (the CMA-ES mean) after `controller.num_generations` (refuses partial runs)."""
+  check_trained(config, workdir, 'controller', round_index)
   es, es_params = make_strategy(config, template)
   abstract = jax.eval_shape(lambda: strong_types(es.init(jax.random.key(0), template, es_params)))
   es_state = training.restore_final(

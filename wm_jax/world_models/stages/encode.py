@@ -7,6 +7,7 @@ first-frame mu and log-variance of every episode, from which the dream starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Callable, Iterator
 
@@ -15,12 +16,12 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from wm_jax.common.config import check_same
 from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.data import episodes as episodes_lib
 from wm_jax.world_models.models.conv_vae import ConvVAE
 from wm_jax.world_models.stages.vae import restore_params
-from wm_jax.world_models.workdir import Workdir, fingerprint
+from wm_jax.world_models.workdir import (Workdir, clear_if_stale, latents_fingerprint,
+                                         open_rollouts)
 from wm_jax.world_models.world import vae_model
 
 
@@ -61,30 +62,39 @@ def latent_episodes(rollouts, encode_frames, min_frames: int) -> Iterator[dict[s
 
 @holds_workdir_lock
 def encode(config: ml_collections.ConfigDict, workdir: str) -> dict[str, int]:
-  """Encodes the rollouts with the trained V unless done (with this config). Returns
-  {'episodes': how many the latent dataset holds}."""
+  """Encodes the rollouts with the trained V unless done (with this config), then writes the
+  initial latents from the latent dataset unless present: the two are made together (a stale
+  latent dataset takes its initial latents with it). Returns {'episodes': how many the latent
+  dataset holds}."""
   paths = Workdir(workdir)
-  meta = fingerprint(config, 'encode')
-  if episodes_lib.is_complete(paths.latents()) and os.path.exists(paths.initial_latents):
-    check_same(episodes_lib.read_metadata(paths.latents()), meta,
-               f'The latent dataset in {paths.latents()}')
-    return episodes_lib.summary(paths.latents())
-  rollouts = episodes_lib.open_episodes(paths.rollouts, 'rollout')
-  encode_frames = make_encoder(config, restore_params(config, workdir))
-  first_mu, first_logvar = [], []
-
-  def keep_first_frames(episodes):
-    for episode in episodes:
-      first_mu.append(episode['mu'][0])
-      first_logvar.append(episode['logvar'][0])
-      yield episode
-
-  sample, z = rollouts[0], config.vae.model.z_size
-  spec = {'mu': ((z,), np.float32), 'logvar': ((z,), np.float32),
-          **{k: (sample[k].shape[1:], sample[k].dtype) for k in rollout_fields(sample)}}
-  episodes = latent_episodes(rollouts, encode_frames, config.encode.batch_size)
-  episodes_lib.write_episodes(paths.latents(), spec, keep_first_frames(episodes), meta)
-  temporary = paths.initial_latents + '.tmp.npz'
-  np.savez(temporary, mu=np.stack(first_mu), logvar=np.stack(first_logvar))
-  os.replace(temporary, paths.initial_latents)
+  meta = latents_fingerprint(config)
+  if episodes_lib.is_complete(paths.latents()):
+    clear_if_stale(episodes_lib.read_metadata(paths.latents()), meta,
+                   f'The latent dataset in {paths.latents()}',
+                   [paths.latents(), paths.initial_latents])
+  if not episodes_lib.is_complete(paths.latents()):
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(paths.initial_latents)  # From another encoding.
+    rollouts = open_rollouts(config, workdir)
+    encode_frames = make_encoder(config, restore_params(config, workdir))
+    sample, z = rollouts[0], config.vae.model.z_size
+    spec = {'mu': ((z,), np.float32), 'logvar': ((z,), np.float32),
+            **{k: (sample[k].shape[1:], sample[k].dtype) for k in rollout_fields(sample)}}
+    episodes_lib.write_episodes(paths.latents(), spec,
+                                latent_episodes(rollouts, encode_frames, config.encode.batch_size),
+                                meta)
+  if not os.path.exists(paths.initial_latents):
+    write_initial_latents(paths)
   return episodes_lib.summary(paths.latents())
+
+
+def write_initial_latents(paths: Workdir) -> None:
+  """`initial_latents.npz`: 'mu' and 'logvar' [episodes, z] of every latent episode's first
+  frame, where dreams start."""
+  latents = episodes_lib.open_episodes(paths.latents(), 'latent')
+  first = [(episode['mu'][0], episode['logvar'][0])
+           for episode in (latents[i] for i in range(len(latents)))]
+  temporary = paths.initial_latents + '.tmp.npz'
+  mu, logvar = map(np.stack, zip(*first))
+  np.savez(temporary, mu=mu, logvar=logvar)
+  os.replace(temporary, paths.initial_latents)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any
 
 import jax
@@ -62,8 +63,9 @@ def score(config: ml_collections.ConfigDict, world, theta, keys) -> dict[str, An
 
 @holds_workdir_lock
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Scores the trained C and writes results.json, curves.png and dream_vs_real.gif; returns
-  the results (skips, returning the stored ones, if done with this config)."""
+  """Scores the trained C and writes curves.png, dream_vs_real.gif and, last, results.json;
+  returns the results (skips, returning the stored ones, if done with this config). A read-only
+  workdir is scored without writing."""
   paths = Workdir(workdir)
   last_round = config.iterative.rounds - 1
   meta = fingerprint(config, 'evaluate', last_round)
@@ -80,13 +82,17 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
              **score(config, world, theta, (key_real, key_dream, key_random)),
              'round': last_round, 'temperature': config.dream.temperature,
              'max_steps': config.env.max_steps, 'config': meta}
-  with open(paths.results + '.tmp', 'w') as f:
-    json.dump(results, f, indent=2)
-  os.replace(paths.results + '.tmp', paths.results)
+  print('results:', json.dumps({k: results[k] for k in ('real', 'dream', 'random_policy')}))
+  if not os.access(paths.root, os.W_OK):
+    warnings.warn(f'{paths.root} is read-only: the results are not written.')
+    return results
   plot_curves(paths, results, config.iterative.rounds, config.controller.num_generations)
   write_dream_vs_real_gif(world, theta, key_gif, config.evaluate.gif_steps,
                           os.path.join(paths.root, 'dream_vs_real.gif'))
-  print('results:', json.dumps({k: results[k] for k in ('real', 'dream', 'random_policy')}))
+  # Last: a results.json of this config means the pictures beside it are done too.
+  with open(paths.results + '.tmp', 'w') as f:
+    json.dump(results, f, indent=2)
+  os.replace(paths.results + '.tmp', paths.results)
   return results
 
 

@@ -21,12 +21,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from wm_jax.common.config import check_same
 from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.data import episodes as episodes_lib
 from wm_jax.world_models.cmaes import rollout
 from wm_jax.world_models.stages import controller, mdn
-from wm_jax.world_models.workdir import Workdir, fingerprint
+from wm_jax.world_models.workdir import Workdir, clear_if_stale, latents_fingerprint
 
 
 def collect_with_controller(config: ml_collections.ConfigDict, workdir: str,
@@ -34,9 +33,11 @@ def collect_with_controller(config: ml_collections.ConfigDict, workdir: str,
   """Round `round_index`'s latent dataset, from the previous round's C (+ epsilon exploration).
   Returns {'episodes': how many it holds}."""
   path = Workdir(workdir).latents(round_index)
-  meta = fingerprint(config, 'mdn', round_index)
+  meta = latents_fingerprint(config, round_index)
   if episodes_lib.is_complete(path):
-    check_same(episodes_lib.read_metadata(path), meta, f'The latent dataset in {path}')
+    clear_if_stale(episodes_lib.read_metadata(path), meta, f'The latent dataset in {path}',
+                   [path])
+  if episodes_lib.is_complete(path):
     return episodes_lib.summary(path)
   world = controller.load_world(config, workdir, round_index - 1)
   theta = controller.restore_controller(config, workdir, world.template, round_index - 1)

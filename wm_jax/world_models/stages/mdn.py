@@ -31,9 +31,9 @@ from flax.training import train_state
 
 from wm_jax.common import training
 from wm_jax.common.workdir_lock import holds_workdir_lock
-from wm_jax.data import episodes as episodes_lib
 from wm_jax.world_models.models.mdn_rnn import MDNRNN, mixture_log_prob
-from wm_jax.world_models.workdir import Workdir, fingerprint, producing_stage
+from wm_jax.world_models.workdir import (Workdir, check_trained, clear_if_stale, fingerprint,
+                                         open_latents, producing_stage)
 from wm_jax.world_models.world import mdn_model, real_env
 
 
@@ -48,13 +48,14 @@ class Sequences(struct.PyTreeNode):
   rewards: jax.Array  # [N]
 
 
-def load_sequences(workdir: str, features, round_index: int = 0) -> tuple[Sequences, np.ndarray]:
+def load_sequences(config: ml_collections.ConfigDict, workdir: str, round_index: int = 0
+                   ) -> tuple[Sequences, np.ndarray]:
   """Reads the latent datasets of rounds 0..round_index (the encoded random rollouts, then each
-  round's controller rollouts), actions through `features` (`world.real_env(config).features`);
+  round's controller rollouts; each checked against `config`), actions as M's input features;
   returns (Sequences on host, episode lengths [E])."""
   episodes = []
   for r in range(round_index + 1):
-    source = episodes_lib.open_episodes(Workdir(workdir).latents(r), 'latent')
+    source = open_latents(config, workdir, r)
     episodes += [source[i] for i in range(len(source))]
   lengths = np.array([len(e['mu']) for e in episodes])
 
@@ -64,7 +65,7 @@ def load_sequences(workdir: str, features, round_index: int = 0) -> tuple[Sequen
   last = np.concatenate([np.arange(n) == n - 1 for n in lengths])
   return Sequences(
       mu=cat('mu'), logvar=cat('logvar'),
-      actions=np.asarray(features(cat('actions')), np.float32),
+      actions=np.asarray(real_env(config).features(cat('actions')), np.float32),
       restarts=first, has_next=(~last).astype(np.float32),
       terminals=cat('terminals').astype(np.float32), rewards=cat('rewards').astype(np.float32),
   ), lengths
@@ -101,16 +102,23 @@ def done_detection(model: MDNRNN, params, data: Sequences, lengths: np.ndarray,
           'false_fire_rate': float(fires[~terminals].mean())}
 
 
+def check_steps(num_steps: int, num_streams: int, chunk_length: int, source: str) -> None:
+  """Raises a ValueError if `source`'s `num_steps` steps cannot fill the streams of an epoch."""
+  if num_steps < num_streams * chunk_length:
+    raise ValueError(
+        f'{source} hold {num_steps} steps, too few for M\'s epoch of mdn.num_streams='
+        f'{num_streams} streams of mdn.chunk_length={chunk_length} steps; collect more '
+        '(collect.num_episodes) or lower them.')
+
+
 def epoch_index(lengths: np.ndarray, num_streams: int, chunk_length: int, seed: int,
                 epoch: int) -> np.ndarray:
   """Shuffled episodes, end to end, cut into [num_streams, chunks, chunk_length] flat indices."""
   starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
   order = np.random.default_rng([seed, epoch]).permutation(len(lengths))
   flat = np.concatenate([np.arange(starts[e], starts[e] + lengths[e]) for e in order])
+  check_steps(len(flat), num_streams, chunk_length, 'The latent datasets')
   chunks = len(flat) // num_streams // chunk_length
-  if chunks < 1:
-    raise ValueError(f'{len(flat)} steps cannot fill mdn.num_streams={num_streams} streams of '
-                     f'mdn.chunk_length={chunk_length}; collect more episodes or lower them.')
   per_stream = chunks * chunk_length
   return flat[:num_streams * per_stream].reshape(num_streams, chunks, chunk_length)
 
@@ -192,42 +200,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_in
   """Trains M for `mdn.num_epochs` epochs on the workdir's latents (those of rounds
   0..round_index of the iterative procedure), resuming at an epoch boundary. Returns the last
   epoch's metrics ({'step': epochs, 'mdn/loss', 'mdn/nll', ...})."""
-  out = Workdir(workdir).mdn(round_index)
-  host_data, lengths = load_sequences(workdir, real_env(config).features, round_index)
+  paths = Workdir(workdir)
+  out, checkpoints = paths.mdn(round_index), paths.checkpoints('mdn', round_index)
+  meta = fingerprint(config, 'mdn', round_index, checkpoints=True)
+  host_data, lengths = load_sequences(config, workdir, round_index)
+  clear_if_stale(training.stored_fingerprint(checkpoints), meta, f'M in {checkpoints}', [out])
   mesh = training.make_mesh(config.mesh.data)
   data = jax.device_put(host_data, training.replicated(mesh))
   state = jax.device_put(create_train_state(config, jax.random.PRNGKey(config.seed)),
                          training.replicated(mesh))
-  manager = training.checkpoint_manager(Workdir(workdir).checkpoints('mdn', round_index),
-                                        fingerprint(config, 'mdn', round_index, checkpoints=True))
+  manager = training.checkpoint_manager(checkpoints, meta)
   epoch = 0
-  if manager.latest_step() is not None:
-    epoch = manager.latest_step()
-    state = manager.restore(epoch, args=ocp.args.StandardRestore(training.abstract(state)))
+  restored = training.restore_newest(manager,
+                                     ocp.args.StandardRestore(training.abstract(state)))
+  if restored is not None:
+    epoch, state = restored
 
   step_fn = jit_train_epoch(config, mesh)
   streams = training.data_sharding(mesh, config.mdn.num_streams)
   log = training.MetricsLog(out)
   progress = tqdm.trange(epoch, config.mdn.num_epochs, initial=epoch, total=config.mdn.num_epochs,
                          desc='train M', unit='epoch')
-  for epoch in progress:
-    index = epoch_index(lengths, config.mdn.num_streams, config.mdn.chunk_length, config.seed,
-                        epoch)
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), epoch)
-    state, metrics = step_fn(state, data, jax.device_put(index, streams), key)
-    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not np.isfinite(metrics['loss']):
-      raise FloatingPointError(f'M diverged in epoch {epoch + 1}: {metrics}.')
-    log.write(epoch + 1, {f'mdn/{k}': v for k, v in metrics.items()})
-    progress.set_postfix({k: f'{v:.3f}' for k, v in metrics.items()})
-    manager.save(epoch + 1, args=ocp.args.StandardSave(state))
-  manager.wait_until_finished()
+  try:
+    for epoch in progress:
+      index = epoch_index(lengths, config.mdn.num_streams, config.mdn.chunk_length, config.seed,
+                          epoch)
+      key = jax.random.fold_in(jax.random.PRNGKey(config.seed), epoch)
+      state, metrics = step_fn(state, data, jax.device_put(index, streams), key)
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      if not np.isfinite(metrics['loss']):
+        raise FloatingPointError(f'M diverged in epoch {epoch + 1}: {metrics}. Try a lower '
+                                 'mdn.learning_rate.')
+      training.check_finite(state, 'M', epoch + 1, 'mdn.learning_rate')
+      log.write(epoch + 1, {f'mdn/{k}': v for k, v in metrics.items()})
+      progress.set_postfix({k: f'{v:.3f}' for k, v in metrics.items()})
+      manager.save(epoch + 1, args=ocp.args.StandardSave(state))
+  finally:
+    manager.wait_until_finished()
   log.close()
   return training.last_metrics(out)
 
 
 def restore_params(config: ml_collections.ConfigDict, workdir: str, round_index: int = 0) -> Any:
   """M's parameters from the final checkpoint of `train_and_evaluate` (refuses partial training)."""
+  check_trained(config, workdir, 'mdn', round_index)
   abstract = jax.eval_shape(functools.partial(create_train_state, config), jax.random.PRNGKey(0))
   return training.restore_final(
       Workdir(workdir).checkpoints('mdn', round_index),

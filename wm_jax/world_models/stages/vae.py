@@ -24,10 +24,9 @@ from flax.training import train_state
 
 from wm_jax.common import images, training
 from wm_jax.common.workdir_lock import holds_workdir_lock
-from wm_jax.data import episodes as episodes_lib
 from wm_jax.world_models.frames import check_frames, frame_batches
 from wm_jax.world_models.models.conv_vae import ConvVAE, vae_loss
-from wm_jax.world_models.workdir import Workdir, fingerprint
+from wm_jax.world_models.workdir import Workdir, check_trained, fingerprint, open_rollouts
 from wm_jax.world_models.world import vae_model
 
 
@@ -95,7 +94,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Trains V for `vae.num_steps` steps on the workdir's rollouts, resuming if possible.
   Returns V's last logged metrics ({'step', 'vae/loss', 'vae/kl', ...})."""
   paths, c = Workdir(workdir), config.vae
-  episodes = episodes_lib.open_episodes(paths.rollouts, 'rollout')
+  episodes = open_rollouts(config, workdir)
   mesh = training.make_mesh(config.mesh.data)
   batch_sharding = training.data_sharding(mesh, c.batch_size)
   state = jax.device_put(create_train_state(config, jax.random.PRNGKey(config.seed)),
@@ -126,6 +125,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 def restore_params(config: ml_collections.ConfigDict, workdir: str) -> Any:
   """V's parameters from the final checkpoint of `train_and_evaluate` (refuses partial training)."""
+  check_trained(config, workdir, 'vae')
   abstract = jax.eval_shape(functools.partial(create_train_state, config), jax.random.PRNGKey(0))
   restored = training.restore_final(
       Workdir(workdir).checkpoints('vae'), fingerprint(config, 'vae', checkpoints=True),
