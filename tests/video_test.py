@@ -1,9 +1,12 @@
+import os
+import types
+
 import numpy as np
 import pytest
 
 from wm_jax.data import video
 from wm_jax.world_models import Workdir
-from wm_jax.data.episodes import open_episodes
+from wm_jax.data.episodes import ROLLOUTS_IN_WORKDIR, open_episodes, write_episodes
 
 
 class _Source:
@@ -19,6 +22,34 @@ class _Source:
     frames = np.zeros((self.lengths[i], 8, 8, 1), np.uint8)
     frames[:] = (50 * i + np.arange(self.lengths[i]))[:, None, None, None]
     return {'frames': frames, 'actions': np.arange(self.lengths[i])}
+
+
+class _FixedLengthSource(_Source):
+  """A TFDS-like source whose features fix every video at 12 frames; reading is not needed."""
+
+  dataset_info = types.SimpleNamespace(
+      features={'frames': types.SimpleNamespace(shape=(12, 8, 8, 1))})
+
+  def __getitem__(self, i):
+    raise AssertionError('The features give the length: no example is read.')
+
+
+@pytest.mark.parametrize('train', [True, False])
+def test_clips_longer_than_every_video_are_refused_up_front(train):
+  """Grain would skip every example: forever in training."""
+  clips = lambda source, num_frames: video.clip_batches(
+      source, 'frames', None, num_frames=num_frames, resolution=8, batch_size=2, seed=0,
+      train=train)
+  with pytest.raises(ValueError, match='data.num_frames=8 .* the longest has 7 frames'):
+    clips(_Source([5, 7, 3]), 8)
+  with pytest.raises(ValueError, match='the longest of the 64 read, spread over its 200, has 3'):
+    clips(_Source([3] * 200), 8)
+  with pytest.raises(ValueError, match='data.num_frames=16 .* all its videos have 12 frames'):
+    clips(_FixedLengthSource([12] * 4), 16)
+  with pytest.raises(ValueError, match='no examples'):
+    clips(_Source([]), 8)
+  clips(_Source([3] * 199 + [8]), 8)  # The last example is read: one video is long enough.
+  clips(_FixedLengthSource([12] * 4), 12)
 
 
 def test_training_windows_are_contiguous_random_and_skip_short_examples():
@@ -76,6 +107,17 @@ def test_world_models_rollouts_become_clips(rollout_workdir):
   test_source = video.open_videos('world_models', 'test', rollout_workdir)[0]
   episodes = len(open_episodes(Workdir(rollout_workdir).rollouts))
   assert 0 < len(test_source) < len(source) and len(source) + len(test_source) == episodes
+
+
+def test_an_empty_world_models_split_is_named(tmp_path):
+  """3 episodes: the first 90% are all of them, the last 10% none."""
+  spec = {'frames': ((8, 8, 3), np.uint8), 'actions': ((), np.int64)}
+  episode = {'frames': np.zeros((5, 8, 8, 3), np.uint8), 'actions': np.zeros(5, np.int64)}
+  write_episodes(os.path.join(tmp_path, ROLLOUTS_IN_WORKDIR), spec, [episode] * 3, {})
+  assert len(video.open_videos('world_models', 'train', str(tmp_path))[0]) == 3
+  with pytest.raises(ValueError, match=r"test split of data.name='world_models' \(train\[90%:\] "
+                                       'of the 3 episodes in data.data_dir=.* is empty'):
+    video.open_videos('world_models', 'test', str(tmp_path))
 
 
 def test_bad_sources_are_named():

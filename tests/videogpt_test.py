@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import types
 
 import chex
 import jax
@@ -10,9 +12,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import tiny_prior_config as tiny_config
+from conftest import tiny_vqvae_config
 from wm_jax.common import training
 from wm_jax.videogpt import prior as prior_lib
-from wm_jax.videogpt import sampling
+from wm_jax.videogpt import sampling, vqvae
 from wm_jax.videogpt.latent_prior import FrozenVQVAE, Prior, action_condition
 
 
@@ -149,3 +152,60 @@ def test_bad_settings_are_named(vqvae_workdir, reference_vqvae_workdir, clip_wor
   # The VQ-VAE's clip shape and latent grid are the prior's: read from the VQ-VAE run.
   frozen = FrozenVQVAE(vqvae_workdir)
   assert frozen.video_shape == (8, 32, 32, 3) and frozen.latent_shape == (4, 8, 8)
+
+
+def test_values_and_test_splits_that_cannot_work_are_refused_before_training(
+    vqvae_workdir, clip_workdir, tmp_path):
+  """Found before the first step, not at the first evaluation or when sampling at the end (the
+  test split has 12 episodes: at most 3 batches of 4 clips)."""
+  for changes, match in (
+      ({'eval.num_clips': 3}, 'eval.num_clips=3 must be at least eval.batch_size=4'),
+      ({'samples.num_videos': 64}, "test split of data.name='world_models' .* has [0-3] batches "
+                                   'of eval.batch_size clips; 16 are needed'),
+      ({'predict.num_clips': 64}, '16 are needed'),
+      ({'samples.temperature': 0.0, 'train.num_steps': 0, 'eval.fvd_trials': -1},
+       'Config values out of range')):
+    config = tiny_config(vqvae_workdir, clip_workdir)
+    config.update_from_flattened_dict(changes)
+    with pytest.raises(ValueError, match=match) as error:
+      prior_lib.train_and_evaluate(config, str(tmp_path))
+    assert not os.path.exists(tmp_path / 'checkpoints')
+  for line in ('samples.temperature = 0.0: must be > 0', 'train.num_steps = 0: must be >= 1',
+               'eval.fvd_trials = -1: must be >= 0'):
+    assert line in str(error.value)  # Every value out of range, in one error.
+
+
+def test_a_vqvae_run_that_did_not_finish_is_refused(vqvae_workdir, clip_workdir, tmp_path):
+  unfinished = tmp_path / 'vqvae'
+  shutil.copytree(vqvae_workdir, unfinished, ignore=shutil.ignore_patterns('.lock'))
+  os.remove(unfinished / 'results.json')  # Killed after its last checkpoint.
+  config = tiny_config(str(unfinished), clip_workdir)
+  with pytest.raises(ValueError, match='stopped at step 4 .*no results.json.*python -m '
+                                       'experiments.train_vqvae.*--config.train.num_steps=4'):
+    prior_lib.train_and_evaluate(config, str(tmp_path / 'prior'))
+  assert not os.path.exists(tmp_path / 'prior' / 'checkpoints')
+  with open(unfinished / 'results.json', 'w') as f:
+    json.dump({'step': 2}, f)  # Of a shorter run, resumed with more steps and killed.
+  with pytest.raises(ValueError, match='its results.json is from step 2'):
+    FrozenVQVAE(str(unfinished))
+  # As the error says: run again to its step, the VQ-VAE is only evaluated, and it is finished.
+  vqvae.train_and_evaluate(tiny_vqvae_config(clip_workdir), str(unfinished))
+  assert FrozenVQVAE(str(unfinished)).step == 4
+
+
+def test_results_json_is_written_last_and_whole(vqvae_workdir, clip_workdir, tmp_path,
+                                                monkeypatch):
+  """A run killed while writing results.json leaves none, after every other output."""
+  config = tiny_config(vqvae_workdir, clip_workdir)
+  config.predict.context_frames = 0  # Samples only: one sampler to compile.
+
+  def dump_then_die(results, f, **kwargs):
+    f.write('{"step": ')
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(prior_lib, 'json', types.SimpleNamespace(dump=dump_then_die))
+  with pytest.raises(KeyboardInterrupt):
+    prior_lib.train_and_evaluate(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / 'results.json')
+  for name in ('samples.gif', 'samples.png', 'metrics.jsonl'):
+    assert os.path.exists(tmp_path / name)

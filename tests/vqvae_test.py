@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import chex
 import jax
@@ -70,6 +71,50 @@ def test_a_workdir_of_another_config_is_refused(clip_workdir, tmp_path):
   config.model.num_codes = 64
   with pytest.raises(ValueError, match='model.num_codes'):
     vqvae.train_and_evaluate(config, str(tmp_path))
+
+
+def test_data_without_clips_and_bad_values_are_refused_before_training(clip_workdir, tmp_path):
+  """Each is found before the first step and before a checkpoint directory exists (a grain
+  pipeline of clips longer than every episode would otherwise skip episodes forever)."""
+  for changes, match in (
+      ({'eval.batch_size': 64, 'eval.num_clips': 64},  # The test split has 12 episodes.
+       "test split of data.name='world_models'.* than one batch \\(eval.batch_size=64\\)"),
+      ({'eval.num_clips': 3}, 'eval.num_clips=3 must be at least eval.batch_size=4'),
+      ({'data.num_frames': 64}, 'data.num_frames=64 is longer than every video of the training '
+                                'data: the longest.* has \\d+ frames'),
+      ({'eval.fvd_trials': 1, 'eval.fvd_videos': 9}, 'eval.fvd_videos=9 must lie in \\[2, 8\\]'),
+      ({'train.num_steps': 0, 'train.learning_rate': -1.0, 'data.batch_size': 0,
+        'eval.fvd_trials': -1}, 'Config values out of range')):
+    config = tiny_config(clip_workdir)
+    config.update_from_flattened_dict(changes)
+    with pytest.raises(ValueError, match=match) as error:
+      vqvae.train_and_evaluate(config, str(tmp_path))
+    assert not os.path.exists(tmp_path / 'checkpoints')
+  for line in ('train.num_steps = 0: must be >= 1', 'train.learning_rate = -1.0: must be > 0',
+               'data.batch_size = 0: must be >= 1', 'eval.fvd_trials = -1: must be >= 0'):
+    assert line in str(error.value)  # Every value out of range, in one error.
+
+
+def test_results_json_is_written_last_and_whole(clip_workdir, tmp_path, monkeypatch):
+  """A run killed while writing results.json leaves none (a finished run is one with
+  results.json); run again, it only evaluates and writes every output again."""
+  config = tiny_config(clip_workdir)
+  config.train.num_steps = 1
+
+  def dump_then_die(results, f, **kwargs):
+    f.write('{"step": ')
+    raise KeyboardInterrupt
+
+  with monkeypatch.context() as patch:
+    patch.setattr(vqvae, 'json', types.SimpleNamespace(dump=dump_then_die))
+    with pytest.raises(KeyboardInterrupt):
+      vqvae.train_and_evaluate(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / 'results.json')
+  os.remove(tmp_path / 'reconstructions.png')  # As if killed while writing it, after the step.
+  results = vqvae.train_and_evaluate(config, str(tmp_path))
+  assert results['step'] == 1 and os.path.exists(tmp_path / 'reconstructions.png')
+  with open(tmp_path / 'results.json') as f:
+    assert json.load(f) == results
 
 
 _TWO_DEVICE_RUN = '''

@@ -61,9 +61,13 @@ def open_videos(name: str, split: str, data_dir: str | None) -> tuple[Any, str, 
   if name == 'world_models':
     if not data_dir:
       raise ValueError("data.name='world_models' reads a World Models workdir: set data.data_dir.")
-    return (open_episodes(os.path.join(data_dir, ROLLOUTS_IN_WORKDIR), 'rollout',
-                          WORLD_MODELS_SPLITS[split]),
-            'frames', 'actions')
+    rollouts, episodes = os.path.join(data_dir, ROLLOUTS_IN_WORKDIR), WORLD_MODELS_SPLITS[split]
+    every = open_episodes(rollouts, 'rollout')  # A missing or unfinished dataset is refused.
+    if not every.dataset_info.splits[episodes].num_examples:  # array_record would fail cryptically
+      raise ValueError(f"The {split} split of data.name='world_models' ({episodes} of the "
+                       f'{len(every)} episodes in data.data_dir={data_dir!r}) is empty: collect '
+                       'more episodes.')
+    return open_episodes(rollouts, 'rollout', episodes), 'frames', 'actions'
   if name not in TFDS_SOURCES:
     raise ValueError(f'Unknown data.name {name!r}; expected one of {SOURCES}.')
   spec = TFDS_SOURCES[name]
@@ -118,6 +122,43 @@ class _ToClip(grain.transforms.RandomMap):
     return clip
 
 
+# How many examples `check_clip_length` reads, spread over a source, when its features do not
+# fix the video length.
+LENGTH_CHECK_EXAMPLES = 64
+
+
+def check_clip_length(source, video_key: str, num_frames: int, what: str) -> None:
+  """Raises a ValueError naming data.num_frames if no video of `source` (`what`, for the message)
+  holds a clip of `num_frames` frames: grain would skip every example, forever in training.
+
+  A TFDS source whose features fix the video length is checked on that; otherwise up to
+  LENGTH_CHECK_EXAMPLES examples spread over the source are read, stopping at the first long
+  enough (so a source where almost no video is long enough is refused too).
+  """
+  info = getattr(source, 'dataset_info', None)
+  fixed = info.features[video_key].shape[0] if info is not None else None
+  if fixed is not None:
+    if fixed >= num_frames:
+      return
+    found = f'all its videos have {fixed} frames'
+  else:
+    if not len(source):
+      raise ValueError(f'The {what} has no examples: no clip of data.num_frames={num_frames} '
+                       'frames can be cut.')
+    indices = np.linspace(0, len(source) - 1, min(len(source), LENGTH_CHECK_EXAMPLES))
+    longest = 0
+    for i in np.unique(indices.astype(int)):
+      longest = max(longest, len(source[int(i)][video_key]))
+      if longest >= num_frames:
+        return
+    checked = ('' if len(indices) == len(source) else
+               f' of the {len(indices)} read, spread over its {len(source)},')
+    found = f'the longest{checked} has {longest} frames'
+  raise ValueError(f'data.num_frames={num_frames} is longer than every video of the {what}: '
+                   f'{found}. Lower data.num_frames (a prior cuts the clips of its VQ-VAE) or '
+                   'use longer videos.')
+
+
 def clip_batches(source, video_key: str, action_key: str | None, *, num_frames: int,
                  resolution: int, batch_size: int, seed: int, train: bool,
                  num_threads: int = 2) -> grain.IterDataset:
@@ -125,7 +166,10 @@ def clip_batches(source, video_key: str, action_key: str | None, *, num_frames: 
 
   train=True: an endless stream, examples reshuffled every epoch, random windows; `iter(...)`
   is checkpointable (get_state/set_state). train=False: one pass in order, first windows.
+  A source without a video of `num_frames` frames is refused (`check_clip_length`).
   """
+  check_clip_length(source, video_key, num_frames,
+                    'training data' if train else 'evaluation data')
   ds = grain.MapDataset.source(source).seed(seed)
   if train:
     ds = ds.shuffle().repeat()

@@ -4,7 +4,9 @@ batches shaped as the VQ-VAE was trained."""
 
 from __future__ import annotations
 
+import json
 import os
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -21,7 +23,7 @@ from wm_jax.videogpt.models.video_vqvae import VideoVQVAE
 
 
 class FrozenVQVAE:
-  """A trained VQ-VAE run: its config, module, variables and checkpoint step."""
+  """A finished VQ-VAE run: its config, module, variables and checkpoint step."""
 
   def __init__(self, workdir: str):
     directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
@@ -29,9 +31,10 @@ class FrozenVQVAE:
     if manager is None or manager.latest_step() is None:
       raise FileNotFoundError(f'No trained VQ-VAE in vqvae.workdir={workdir!r} (no checkpoints in '
                               f'{directory}). Train one first: python -m experiments.train_vqvae.')
+    self.step = manager.latest_step()
+    check_finished(workdir, self.step)
     metadata = manager.metadata().custom_metadata
     self.config = ml_collections.ConfigDict(config_lib.unflatten(metadata))
-    self.step = manager.latest_step()
     self.model = vqvae_lib.make_model(self.config)
     abstract = jax.eval_shape(lambda: vqvae_lib.create_train_state(self.config,
                                                                    jax.random.PRNGKey(0)))
@@ -44,6 +47,25 @@ class FrozenVQVAE:
                                                      self.config.model.downsample))
     self.num_codes = self.config.model.num_codes
     self.fingerprint = {**vqvae_lib.vqvae_fingerprint(self.config), 'step': self.step}
+
+
+def check_finished(workdir: str, step: int) -> None:
+  """Raises a ValueError unless the VQ-VAE run in `workdir`, whose latest checkpoint is `step`,
+  finished: vqvae.train_and_evaluate writes results.json of the final step last."""
+  path = os.path.join(workdir, 'results.json')
+  finished = None
+  if os.path.exists(path):
+    with open(path) as f:
+      finished = json.load(f)['step']
+  if finished != step:
+    why = (f'its results.json is from step {finished}' if finished is not None else
+           'it has no results.json')
+    raise ValueError(
+        f'The VQ-VAE in vqvae.workdir={workdir!r} stopped at step {step} (its latest checkpoint; '
+        f'{why}), before the end of its train.num_steps. Finish it: python -m '
+        f'experiments.train_vqvae --workdir={workdir} with its --config; or, to stop it at step '
+        f'{step}, with --config.train.num_steps={step} as well, which only evaluates it and '
+        'writes results.json.')
 
 
 def codebook_vectors(vqvae_variables) -> jax.Array:
@@ -135,11 +157,15 @@ def clip_batches(config: ml_collections.ConfigDict, vqvae: FrozenVQVAE, split: s
                                 train=split == 'train')
 
 
-def first_batches(batches, count: int) -> list[dict[str, np.ndarray]]:
+def first_batches(batches, count: int,
+                  where: str = 'The test split') -> list[dict[str, np.ndarray]]:
+  """The first `count` of `batches`; a ValueError naming the keys that ask for them (and
+  `where` they come from) if there are fewer."""
   out = [b for b, _ in zip(batches, range(count))]
   if len(out) < count:
-    raise ValueError(f'The test split has {len(out)} batches of clips; {count} are needed '
-                     '(eval.num_clips, samples.num_videos, predict.num_clips).')
+    raise ValueError(f'{where} has {len(out)} batches of eval.batch_size clips; {count} are '
+                     'needed (eval.num_clips, samples.num_videos, and predict.num_clips with '
+                     'predict.context_frames > 0, each over eval.batch_size).')
   return out
 
 

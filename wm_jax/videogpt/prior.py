@@ -36,7 +36,7 @@ import tqdm
 from flax.training import train_state
 
 from wm_jax.common import training
-from wm_jax.common.config import check_keys, fingerprint
+from wm_jax.common.config import check_keys, check_ranges, fingerprint
 from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.videogpt import sampling
 from wm_jax.videogpt.configs import videogpt_moving_digits
@@ -46,6 +46,16 @@ from wm_jax.videogpt.latent_prior import (FrozenVQVAE, Prior, check_batch, clip_
 # Keys that may change between a run and its resumption without changing what it trains.
 RESUMABLE_KEYS = ('train.log_every', 'train.eval_every', 'train.checkpoint_every',
                   'model.attention_impl')  # Both implementations give the same numbers.
+# Config values refused before anything runs (`check_ranges`); the clip shape is the VQ-VAE's.
+RANGES = {'data.batch_size': '>= 1', 'data.action_dim': '>= 0', 'model.width': '>= 1',
+          'model.num_heads': '>= 1', 'model.num_layers': '>= 1', 'model.dropout': '>= 0',
+          'model.attention_dropout': '>= 0', 'train.learning_rate': '> 0',
+          'train.grad_clip': '>= 0', 'train.num_steps': '>= 1', 'train.log_every': '>= 1',
+          'train.eval_every': '>= 1', 'train.checkpoint_every': '>= 1',
+          'eval.num_clips': '>= 1', 'eval.batch_size': '>= 1', 'eval.fvd_trials': '>= 0',
+          'samples.num_videos': '>= 0', 'samples.temperature': '> 0', 'samples.top_k': '>= 0',
+          'predict.context_frames': '>= 0', 'predict.temperature': '> 0',
+          'predict.top_k': '>= 0', 'predict.num_samples': '>= 1'}
 
 
 class TrainState(train_state.TrainState):
@@ -113,22 +123,29 @@ def prior_fingerprint(config: ml_collections.ConfigDict, vqvae: FrozenVQVAE) -> 
 @holds_workdir_lock
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains the prior for `train.num_steps` steps (resuming from `workdir` if possible), then
-  samples and scores it; returns the results, also written to `workdir/results.json`. Unknown
-  config keys and settings that cannot work are refused before training."""
+  samples and scores it; returns the results, also written to `workdir/results.json` (last).
+  Unknown config keys, values out of range (RANGES), settings that cannot work, an unfinished
+  VQ-VAE run and a test split too short for the evaluation, samples and predictions are refused
+  before training."""
   check_keys(config, videogpt_moving_digits.get_config(),
              'wm_jax/videogpt/configs/videogpt_moving_digits.py')
+  check_ranges(config, RANGES)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  t = config.train
+  d, t, e, s, p = config.data, config.train, config.eval, config.samples, config.predict
   vqvae = FrozenVQVAE(config.vqvae.workdir)
   prior = Prior(config, vqvae)
   check_settings(config, prior)
   mesh = training.make_mesh(config.mesh.data)
-  batch_sharding = training.data_sharding(mesh, config.data.batch_size)
-  iterator = iter(clip_batches(config, vqvae, 'train', config.data.batch_size))
-  eval_count = config.eval.num_clips // config.eval.batch_size
-  test_batches = first_batches(clip_batches(config, vqvae, 'test', config.eval.batch_size),
-                               eval_count)
+  batch_sharding = training.data_sharding(mesh, d.batch_size)
+  iterator = iter(clip_batches(config, vqvae, 'train', d.batch_size))
+  # Every test batch the run reads (sampling.py reads its own again), read before training.
+  eval_count = e.num_clips // e.batch_size
+  needed = max(eval_count, -(-s.num_videos // e.batch_size),
+               p.num_clips // e.batch_size if p.context_frames else 0)
+  test_batches = first_batches(
+      clip_batches(config, vqvae, 'test', e.batch_size), needed,
+      f'The test split of data.name={d.name!r} (data.data_dir={d.data_dir!r})')[:eval_count]
   check_batch(test_batches[0], vqvae)
 
   state = create_train_state(config, prior, test_batches[0], jax.random.PRNGKey(config.seed))
@@ -138,7 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                         prior_fingerprint(config, vqvae))
   state = training.restore_latest(manager, state, iterator)
 
-  jitted = jit_train_step(prior, mesh, config.data.batch_size)
+  jitted = jit_train_step(prior, mesh, d.batch_size)
 
   def place(batch):
     check_batch(batch, vqvae)
@@ -155,13 +172,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if test_bits is None:  # Already trained: score the final checkpoint.
     test_bits = bits_per_dim(prior, state.params, test_batches)
   results: dict[str, Any] = {'step': int(state.step), 'bits_per_dim': test_bits,
-                             'eval_clips': eval_count * config.eval.batch_size,
+                             'eval_clips': eval_count * e.batch_size,
                              'vqvae_step': vqvae.step}
   results.update(sampling.sample_and_score(config, prior, state.params, workdir, log,
                                            int(state.step)))
   log.close()
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+  # Last and atomically: results.json means every output is there.
+  path = os.path.join(workdir, 'results.json')
+  with open(path + '.tmp', 'w') as f:
     json.dump(results, f, indent=2)
+  os.replace(path + '.tmp', path)
   return results
 
 
@@ -169,6 +189,9 @@ def check_settings(config: ml_collections.ConfigDict, prior: Prior) -> None:
   """Raises a ValueError naming the key of a sampling or prediction setting that cannot work, so
   that it fails before training rather than after."""
   s, p, e = config.samples, config.predict, config.eval
+  if e.num_clips < e.batch_size:
+    raise ValueError(f'eval.num_clips={e.num_clips} must be at least eval.batch_size='
+                     f'{e.batch_size}: whole batches of test clips are scored.')
   if e.fvd_trials and not 2 <= e.fvd_videos <= s.num_videos:
     raise ValueError(f'eval.fvd_videos={e.fvd_videos} must lie in [2, samples.num_videos='
                      f'{s.num_videos}]: FVD compares that many samples with as many test clips.')
@@ -188,7 +211,7 @@ def check_settings(config: ml_collections.ConfigDict, prior: Prior) -> None:
       raise ValueError(f'predict.horizons={tuple(p.horizons)} must lie in [1, '
                        f'{frames - p.context_frames}]: the clip has {frames} frames, '
                        f'{p.context_frames} of them context.')
-    if p.num_samples < 1 or (p.num_samples > 1 and p.top_k == 1):
+    if p.num_samples > 1 and p.top_k == 1:
       raise ValueError(f'predict.num_samples={p.num_samples} must be 1, or more with sampling '
                        f'(predict.top_k={p.top_k}; 1 is greedy, whose draws are all the same).')
     if p.num_clips < e.batch_size:

