@@ -8,14 +8,13 @@ import json
 import os
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
+from experiments import trainer_cli
 from wm_jax import world_models
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(os.path.dirname(world_models.configs.__file__), 'default.py'),
-    'Path to an ml_collections config file (a variant after ":", e.g. default.py:tiny).',
-    lock_config=True)
+_CONFIG = trainer_cli.define_config(
+    trainer_cli.packaged(world_models.configs, 'default'),
+    'Path to an ml_collections config file (a variant after ":", e.g. default.py:tiny).')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for datasets, checkpoints and results.',
                                required=True)
 _STAGE = flags.DEFINE_enum('stage', 'all', ['all', *world_models.STAGES],
@@ -33,4 +32,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=trainer_cli.parse_flags)

@@ -1,9 +1,17 @@
+import os
+import re
+import shutil
+
+import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from evosax.problems import MLP, GymnaxProblem
 from gymnax.environments import spaces
 
+from wm_jax import world_models
+from wm_jax.world_models import DREAM_ENV_ID, Workdir, configs
 from wm_jax.world_models.dream import DreamEnv, DreamParams
 from wm_jax.world_models.models.mdn_rnn import MDNRNN, mdn_step
 
@@ -95,6 +103,43 @@ def test_a_dream_without_m_and_its_initial_latents_says_what_it_needs():
   env, params, _ = make_dream()
   with pytest.raises(ValueError, match=r'The dream needs DreamParams holding M .*load_world'):
     env.reset(jax.random.key(0))  # gymnax's default params: no M, no initial latents.
+  with pytest.raises(ValueError, match=re.escape(f'gymnax.make({DREAM_ENV_ID!r}, workdir=')):
+    env.reset(jax.random.key(0))
   _, state = env.reset(jax.random.key(0), params)
   with pytest.raises(ValueError, match='initial_mu'):
     env.step(jax.random.key(1), state, 0, params.replace(mdn_params=None))
+
+
+@pytest.fixture(scope='module')
+def trained_workdir(latent_workdir, tmp_path_factory):
+  """`latent_workdir` (V and the encoded latents) with a trained M (`default:tiny`)."""
+  workdir = str(tmp_path_factory.mktemp('trained_dream'))
+  for part in ('data', 'vae'):
+    shutil.copytree(os.path.join(latent_workdir, part), os.path.join(workdir, part))
+  world_models.run(configs.get('default:tiny'), workdir, ['mdn'])
+  return workdir
+
+
+def test_gymnax_make_builds_the_dream_of_a_trained_workdir(trained_workdir):
+  env, params = gymnax.make(DREAM_ENV_ID, workdir=trained_workdir, config='default:tiny')
+  config = configs.get('default:tiny')
+  assert isinstance(env, DreamEnv) and params is env.default_params
+  with np.load(Workdir(trained_workdir).initial_latents) as initial:
+    np.testing.assert_array_equal(params.initial_mu, initial['mu'])
+  assert params.mdn_params is not None and params.temperature == config.dream.temperature
+  assert params.max_steps_in_episode == config.env.max_steps
+  obs, state = env.reset(jax.random.key(0))  # The trained default params: no params passed.
+  assert obs.shape == env.observation_space(params).shape
+  obs, _, reward, *_ = env.step(jax.random.key(1), state, 1)
+  assert np.isfinite(obs).all() and float(reward) == 1.0  # CartPole's M: no reward head.
+
+
+def test_evosax_gymnax_problem_scores_a_population_in_the_dream(trained_workdir):
+  env_kwargs = {'workdir': trained_workdir, 'config': 'default:tiny'}
+  problem = GymnaxProblem(DREAM_ENV_ID, policy=MLP(layer_sizes=(8, 2)), episode_length=20,
+                          env_kwargs=env_kwargs)
+  key_sample, key_init, key_eval = jax.random.split(jax.random.key(0), 3)
+  population = jax.vmap(problem.sample)(jax.random.split(key_sample, 4))
+  fitness, _, _ = problem.eval(key_eval, population, problem.init(key_init))
+  assert fitness.shape == (4,)
+  assert ((1.0 <= fitness) & (fitness <= 20.0)).all()  # +1 per step alive, at most 20 steps.

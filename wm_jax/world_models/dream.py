@@ -3,25 +3,35 @@
 reset draws an initial latent from the stored first-frame encodings (z ~ N(mu, sigma)) and
 zeroes the LSTM state. step feeds (z_t, a_t) to M (with the restart flag on an episode's first
 step), samples z_{t+1} from the mixture at temperature tau, ends the episode when the done
-logit is > 0 (as in the paper) or, with `sample_done`, with probability sigmoid(logit), and pays the reward head's prediction or, without
-one, `survival_reward` per step. The observation is the controller's input: [z_t, h_t], or
-[z_t, c_t, h_t] with `include_cell` (Doom), where (c_t, h_t) is the LSTM state before it has read
-z_t, as in the paper. Because it is a gymnax environment, any gymnax learner runs in it.
+logit is > 0 (as in the paper) or, with `sample_done`, with probability sigmoid(logit), and pays
+the reward head's prediction or, without one, `survival_reward` per step. The observation is the
+controller's input: [z_t, h_t], or [z_t, c_t, h_t] with `include_cell` (Doom), where (c_t, h_t)
+is the LSTM state before it has read z_t, as in the paper. Because it is a gymnax environment,
+any gymnax learner runs in it.
 
 M's parameters and the initial latents travel in `DreamParams`, so one compiled dream serves
-any trained M of the same shape, and several can be vmapped.
+any trained M of the same shape, and several can be vmapped. A dream built with `params` returns
+them as its `default_params`. `trained_dream(workdir, config)` builds a trained workdir's; it is
+registered with gymnax as `DREAM_ENV_ID` ('WorldModels-Dream-v0') when `wm_jax.world_models` is
+imported, so `gymnax.make(DREAM_ENV_ID, workdir=..., config='default:tiny')` and evosax's
+`GymnaxProblem(DREAM_ENV_ID, policy, env_kwargs={'workdir': ..., 'config': ...})` run in it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import gymnax
 import jax
 import jax.numpy as jnp
+import ml_collections
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from wm_jax.world_models.models.mdn_rnn import MDNRNN, controller_observation, mdn_step, sample_mixture
+from wm_jax.world_models.models.mdn_rnn import (MDNRNN, controller_observation, mdn_step,
+                                                sample_mixture)
+
+DREAM_ENV_ID = 'WorldModels-Dream-v0'  # gymnax's factory: trained_dream
 
 
 @struct.dataclass
@@ -53,22 +63,27 @@ def _check_params(params: DreamParams) -> None:
         'mdn_params=..., initial_mu=[N, z], initial_logvar=[N, z]) passed to reset and step, '
         'e.g. wm_jax.world_models.stages.controller.load_world(config, workdir).dream_params '
         '(a trained workdir) or world.build_world(config, vae_params, mdn_params, '
-        'initial_latents).dream_params.')
+        f'initial_latents).dream_params; gymnax.make({DREAM_ENV_ID!r}, workdir=..., config=...) '
+        "builds a dream whose default params are a trained workdir's.")
 
 
 class DreamEnv(environment.Environment):
-  """M's dream. `action_space` is the real environment's; actions reach M as `action_features`."""
+  """M's dream. `action_space` is the real environment's; actions reach M as `action_features`.
+  `params` (e.g. a trained workdir's) are its `default_params`; without them the default holds no
+  M and reset and step refuse it."""
 
-  def __init__(self, mdn: MDNRNN, action_space, action_features, include_cell: bool = False):
+  def __init__(self, mdn: MDNRNN, action_space, action_features, include_cell: bool = False,
+               params: DreamParams | None = None):
     super().__init__()
     self.mdn = mdn
     self._action_space = action_space
     self.action_features = action_features  # action -> [action_size] floats
     self.include_cell = include_cell
+    self._params = params
 
   @property
   def default_params(self) -> DreamParams:
-    return DreamParams()
+    return DreamParams() if self._params is None else self._params
 
   def _observe(self, state: DreamState) -> jax.Array:
     return controller_observation(state.z, state.cell, state.hidden, self.include_cell)
@@ -117,3 +132,21 @@ class DreamEnv(environment.Environment):
   def observation_space(self, params=None):
     size = self.mdn.z_size + (2 if self.include_cell else 1) * self.mdn.hidden_size
     return spaces.Box(-jnp.inf, jnp.inf, (size,), jnp.float32)
+
+
+def trained_dream(workdir: str, config: ml_collections.ConfigDict | str = 'default',
+                  round_index: int = 0) -> DreamEnv:
+  """The dream of `workdir`'s round `round_index` M, its trained DreamParams as default params.
+  `config` is the one the workdir was trained with: a ConfigDict or a packaged config's name
+  ('default:tiny'). gymnax's factory for `DREAM_ENV_ID`."""
+  from wm_jax.world_models import configs  # Not at the top: world.py imports this module.
+  from wm_jax.world_models.stages.controller import load_world
+  world = load_world(configs.get(config) if isinstance(config, str) else config, workdir,
+                     round_index)
+  dream = world.dream
+  return DreamEnv(dream.mdn, dream.action_space(), dream.action_features, dream.include_cell,
+                  params=world.dream_params)
+
+
+if DREAM_ENV_ID not in gymnax.registered_envs:  # gymnax refuses a second registration.
+  gymnax.register(DREAM_ENV_ID, trained_dream)
