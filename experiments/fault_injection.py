@@ -8,8 +8,10 @@ every final result equals that of an uninterrupted run (on the tiny configs).
    timing each; with `--warmup` (default) once before in `<root>/warmup`, so that the reference
    is timed with JAX's compilation cache as warm as the faulted attempts find it.
 2. In fresh `<root>/faulted` dirs, starts each stage `--kills_per_stage` times and SIGKILLs its
-   process group after a delay drawn uniformly in [0, the stage's reference wall time], then runs
-   the stage to completion. A stage that fails ends its pipeline.
+   process group after a delay drawn uniformly between its command's start-up time (imports and
+   flag parsing: `--helpshort`, timed once per command) and the stage's reference wall time, so
+   that kills land in the stage's own work (compiling, training, writing checkpoints and
+   datasets); then runs the stage to completion. A stage that fails ends its pipeline.
 3. Compares the results.json files (without timing fields), the final checkpoint of every trained
    model (every leaf), the datasets (episode by episode) and the initial latents.
 
@@ -137,11 +139,20 @@ def run_uninterrupted(base: str, logs: str, label: str) -> dict[str, dict[str, A
   return records
 
 
+@functools.cache
+def startup_seconds(module: str, logs: str) -> float:
+  """How long `python -m module --helpshort` takes: the imports and flag parsing every attempt
+  spends before its stage's work starts."""
+  return run_attempt(['-m', module, '--helpshort'], os.path.join(logs, f'startup_{module}'))[
+      'seconds']
+
+
 def run_faulted(base: str, logs: str, reference: dict[str, dict[str, Any]], kills: int,
                 rng: np.random.Generator) -> dict[str, dict[str, Any]]:
-  """Kills each stage `kills` times at uniform random delays within its reference time, then
-  runs it to completion; {'pipeline/stage': {'kills': [...], 'final': attempt, 'ok': bool}}.
-  A stage that fails (or whose reference failed) ends its pipeline."""
+  """Kills each stage `kills` times at uniform random delays between its command's start-up
+  time and its reference time, then runs it to completion; {'pipeline/stage': {'kills': [...],
+  'final': attempt, 'ok': bool}}. A stage that fails (or whose reference failed) ends its
+  pipeline."""
   records = {}
   for pipeline, steps in stages(base).items():
     for stage, args in steps:
@@ -151,7 +162,8 @@ def run_faulted(base: str, logs: str, reference: dict[str, dict[str, Any]], kill
       log = os.path.join(logs, f'faulted_{pipeline}_{stage}')
       attempts = []
       for i in range(kills):
-        delay = float(rng.uniform(0.0, reference[name]['seconds']))
+        start = min(startup_seconds(args[1], logs), reference[name]['seconds'])
+        delay = float(rng.uniform(start, reference[name]['seconds']))
         attempts.append({'delay': round(delay, 2), **run_attempt(args, f'{log}_kill{i}', delay)})
         print(f'faulted {name}: kill {i} after {delay:.2f} s, '
               f'{"landed" if attempts[-1]["killed_while_running"] else "exited first"} '
