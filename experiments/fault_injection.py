@@ -7,11 +7,13 @@ every final result equals that of an uninterrupted run (on the tiny configs).
    VideoGPT (a clips collection, the VQ-VAE, the prior) as subprocesses in `<root>/reference`,
    timing each; with `--warmup` (default) once before in `<root>/warmup`, so that the reference
    is timed with JAX's compilation cache as warm as the faulted attempts find it.
-2. In fresh `<root>/faulted` dirs, starts each stage `--kills_per_stage` times and SIGKILLs its
-   process group after a delay drawn uniformly between its command's start-up time (imports and
-   flag parsing: `--helpshort`, timed once per command) and the stage's reference wall time, so
-   that kills land in the stage's own work (compiling, training, writing checkpoints and
-   datasets); then runs the stage to completion. A stage that fails ends its pipeline.
+2. In fresh `<root>/faulted` dirs, starts each stage up to `--kills_per_stage` times and
+   SIGKILLs its process group after its command's start-up time (imports and flag parsing:
+   `--helpshort`, timed once per command) plus a uniform draw within the stage's work left (its
+   reference time less the start-up and what earlier kills let through), so that kills land in
+   the stage's own work (compiling, training, writing checkpoints and datasets); a stage that
+   finishes first is not killed again. Then runs it to completion. A stage that fails ends its
+   pipeline.
 3. Compares the results.json files (without timing fields), the final checkpoint of every trained
    model (every leaf), the datasets (episode by episode) and the initial latents.
 
@@ -149,10 +151,11 @@ def startup_seconds(module: str, logs: str) -> float:
 
 def run_faulted(base: str, logs: str, reference: dict[str, dict[str, Any]], kills: int,
                 rng: np.random.Generator) -> dict[str, dict[str, Any]]:
-  """Kills each stage `kills` times at uniform random delays between its command's start-up
-  time and its reference time, then runs it to completion; {'pipeline/stage': {'kills': [...],
-  'final': attempt, 'ok': bool}}. A stage that fails (or whose reference failed) ends its
-  pipeline."""
+  """Kills each stage up to `kills` times, then runs it to completion; {'pipeline/stage':
+  {'kills': [...], 'final': attempt, 'ok': bool}}. Each kill comes after the command's start-up
+  time plus a uniform draw within the work left (the reference time less the start-up and the
+  work earlier kills let through); a stage that finishes before its kill is not killed again
+  (its output is complete). A stage that fails (or whose reference failed) ends its pipeline."""
   records = {}
   for pipeline, steps in stages(base).items():
     for stage, args in steps:
@@ -161,13 +164,18 @@ def run_faulted(base: str, logs: str, reference: dict[str, dict[str, Any]], kill
         break
       log = os.path.join(logs, f'faulted_{pipeline}_{stage}')
       attempts = []
+      startup = min(startup_seconds(args[1], logs), reference[name]['seconds'])
+      work_left = reference[name]['seconds'] - startup
       for i in range(kills):
-        start = min(startup_seconds(args[1], logs), reference[name]['seconds'])
-        delay = float(rng.uniform(start, reference[name]['seconds']))
+        worked = float(rng.uniform(0.0, work_left))
+        delay = startup + worked
         attempts.append({'delay': round(delay, 2), **run_attempt(args, f'{log}_kill{i}', delay)})
         print(f'faulted {name}: kill {i} after {delay:.2f} s, '
               f'{"landed" if attempts[-1]["killed_while_running"] else "exited first"} '
               f'(exit {attempts[-1]["returncode"]})', flush=True)
+        if not attempts[-1]['killed_while_running']:
+          break
+        work_left -= worked
       final = run_attempt(args, f'{log}_final')
       crashed = [a for a in attempts if a['returncode'] not in (0, -signal.SIGKILL)]
       ok = final['returncode'] == 0 and not crashed
