@@ -11,9 +11,10 @@ any gymnax learner runs in it.
 
 M's parameters and the initial latents travel in `DreamParams`, so one compiled dream serves
 any trained M of the same shape, and several can be vmapped. A dream built with `params` returns
-them as its `default_params`. `trained_dream(workdir, config)` builds a trained workdir's; it is
-registered with gymnax as `DREAM_ENV_ID` ('WorldModels-Dream-v0') when `wm_jax.world_models` is
-imported, so `gymnax.make(DREAM_ENV_ID, workdir=..., config='default:tiny')` and evosax's
+them as its `default_params` (`world.build_world` does). A trained workdir's dream is registered
+with gymnax as `DREAM_ENV_ID` ('WorldModels-Dream-v0', factory
+`stages.controller.trained_dream`) when `wm_jax.world_models` is imported, so
+`gymnax.make(DREAM_ENV_ID, workdir=..., config='default:tiny')` and evosax's
 `GymnaxProblem(DREAM_ENV_ID, policy, env_kwargs={'workdir': ..., 'config': ...})` run in it.
 """
 
@@ -21,17 +22,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnax
 import jax
 import jax.numpy as jnp
-import ml_collections
 from flax import struct
 from gymnax.environments import environment, spaces
 
 from wm_jax.world_models.models.mdn_rnn import (MDNRNN, controller_observation, mdn_step,
                                                 sample_mixture)
 
-DREAM_ENV_ID = 'WorldModels-Dream-v0'  # gymnax's factory: trained_dream
+DREAM_ENV_ID = 'WorldModels-Dream-v0'  # gymnax's id of a trained workdir's dream
 
 
 @struct.dataclass
@@ -133,20 +132,3 @@ class DreamEnv(environment.Environment):
     size = self.mdn.z_size + (2 if self.include_cell else 1) * self.mdn.hidden_size
     return spaces.Box(-jnp.inf, jnp.inf, (size,), jnp.float32)
 
-
-def trained_dream(workdir: str, config: ml_collections.ConfigDict | str = 'default',
-                  round_index: int = 0) -> DreamEnv:
-  """The dream of `workdir`'s round `round_index` M, its trained DreamParams as default params.
-  `config` is the one the workdir was trained with: a ConfigDict or a packaged config's name
-  ('default:tiny'). gymnax's factory for `DREAM_ENV_ID`."""
-  from wm_jax.world_models import configs  # Not at the top: world.py imports this module.
-  from wm_jax.world_models.stages.controller import load_world
-  world = load_world(configs.get(config) if isinstance(config, str) else config, workdir,
-                     round_index)
-  dream = world.dream
-  return DreamEnv(dream.mdn, dream.action_space(), dream.action_features, dream.include_cell,
-                  params=world.dream_params)
-
-
-if DREAM_ENV_ID not in gymnax.registered_envs:  # gymnax refuses a second registration.
-  gymnax.register(DREAM_ENV_ID, trained_dream)

@@ -70,16 +70,18 @@ class World(NamedTuple):
 
 def build_world(config: ml_collections.ConfigDict, vae_params, mdn_params,
                 initial_latents: dict[str, np.ndarray]) -> World:
-  """The dream (M at `dream.temperature` from the first-frame latents {'mu', 'logvar'} [N, z])
-  and the real environment through V and M, episodes capped at `env.max_steps`."""
+  """The dream (M at `dream.temperature` from the first-frame latents {'mu', 'logvar'} [N, z];
+  its `default_params` are these) and the real environment through V and M, episodes capped at
+  `env.max_steps`."""
   real, mdn = real_env(config), mdn_model(config)
   c = config.controller
-  dream = DreamEnv(mdn, real.action_space, real.features, include_cell=c.include_cell)
   dream_params = DreamParams(
       mdn_params=mdn_params, initial_mu=jnp.asarray(initial_latents['mu']),
       initial_logvar=jnp.asarray(initial_latents['logvar']),
       temperature=config.dream.temperature, sample_done=config.dream.sample_done,
       max_steps_in_episode=config.env.max_steps)
+  dream = DreamEnv(mdn, real.action_space, real.features, include_cell=c.include_cell,
+                   params=dream_params)
   latent = LatentEnv(real.env, vae_model(config), mdn, real.features, include_cell=c.include_cell)
   latent_params = LatentParams(env_params=real.params, vae_params=vae_params,
                                mdn_params=mdn_params, sample_z=c.sample_z,

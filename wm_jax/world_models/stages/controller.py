@@ -26,10 +26,12 @@ from evosax.algorithms import CMA_ES
 
 from wm_jax.common import training
 from wm_jax.common.workdir_lock import holds_workdir_lock
+from wm_jax.world_models import configs
 from wm_jax.world_models.cmaes import episode_return, make_generation, run_generations, strong_types
 from wm_jax.world_models.stages import mdn, vae
 from wm_jax.world_models.workdir import (Workdir, check_trained, clear_if_stale, fingerprint,
                                          producing_stage)
+from wm_jax.world_models.dream import DreamEnv
 from wm_jax.world_models.world import World, build_world
 
 
@@ -39,6 +41,15 @@ def load_world(config: ml_collections.ConfigDict, workdir: str, round_index: int
     latents = {'mu': initial['mu'], 'logvar': initial['logvar']}
   return build_world(config, vae.restore_params(config, workdir),
                      mdn.restore_params(config, workdir, round_index), latents)
+
+
+def trained_dream(workdir: str, config: ml_collections.ConfigDict | str = 'default',
+                  round_index: int = 0) -> DreamEnv:
+  """The dream of `workdir`'s round `round_index` M, its trained DreamParams as default params.
+  `config` is the one the workdir was trained with: a ConfigDict or a packaged config's name
+  ('default:tiny'). gymnax's factory for `dream.DREAM_ENV_ID`."""
+  return load_world(configs.get(config) if isinstance(config, str) else config, workdir,
+                    round_index).dream
 
 
 def make_scorer(env, env_params, policy, max_steps: int):
