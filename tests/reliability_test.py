@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from flax.training import train_state
 
@@ -229,6 +230,21 @@ def test_a_damaged_last_checkpoint_is_set_aside_and_training_redone(latent_workd
   for a, b in zip(jax.tree.leaves(vae.restore_params(config, paths.root)),
                   jax.tree.leaves(trained)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_no_readable_checkpoint_is_an_error_and_moves_nothing(tmp_path):
+  """Every checkpoint unreadable (a damaged directory, or a state of another structure): the
+  error is raised rather than training started over."""
+  manager = training.checkpoint_manager(str(tmp_path / 'checkpoints'), {'run': 1})
+  state = {'w': jnp.arange(3.0)}
+  for step in (1, 2):
+    manager.save(step, args=ocp.args.StandardSave(state))
+  manager.wait_until_finished()
+  for step in (1, 2):
+    os.remove(tmp_path / 'checkpoints' / str(step) / 'default' / 'manifest.ocdbt')
+  with pytest.raises(Exception):
+    training.restore_newest(manager, ocp.args.StandardRestore(training.abstract(state)))
+  assert manager.all_steps() == [1, 2] and not os.path.exists(tmp_path / 'unreadable_checkpoints')
 
 
 def test_a_read_only_workdir_is_scored_without_writing(finished_workdir, tmp_path,

@@ -77,24 +77,36 @@ def stored_fingerprint(directory: str) -> dict[str, Any] | None:
 def restore_newest(manager: ocp.CheckpointManager, args: ocp.args.CheckpointArgs
                    ) -> tuple[int, Any] | None:
   """(step, what `args` restores) of the newest checkpoint that restores, or None if there is
-  none. An unreadable checkpoint (a file deleted or truncated) is moved to
-  `<directory>/../unreadable_checkpoints/` with a warning naming it, and the one before it is
-  tried, so training resumes from there."""
+  none. Unreadable checkpoints newer than it (a file deleted or truncated) are moved to
+  `<directory>/../unreadable_checkpoints/` with a warning naming each, so that training resumes
+  from it. If no checkpoint restores (a damaged directory, or a state of another structure),
+  the newest one's error is raised and nothing is moved."""
+  failures = []
   for step in sorted(manager.all_steps(), reverse=True):
     try:
       with _quiet_failed_reads():
-        return step, manager.restore(step, args=args)
+        restored = manager.restore(step, args=args)
     except Exception as error:  # Orbax and tensorstore raise many kinds for a damaged file.
-      directory = os.fspath(manager.directory)
-      aside = os.path.join(os.path.dirname(directory), 'unreadable_checkpoints',
-                           f'{step}.{time.strftime("%Y%m%d-%H%M%S")}')
-      os.makedirs(os.path.dirname(aside), exist_ok=True)
-      os.replace(os.path.join(directory, str(step)), aside)
-      manager.reload()
-      warnings.warn(f'Checkpoint {step} in {directory} cannot be read ({type(error).__name__}: '
-                    f'{str(error).splitlines()[0][:200]}); moved to {aside}, resuming from the '
-                    'checkpoint before it.')
+      failures.append((step, error))
+      continue
+    for bad_step, error in failures:
+      _set_aside(manager, bad_step, error)
+    return step, restored
+  if failures:
+    raise failures[0][1]
   return None
+
+
+def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
+  directory = os.fspath(manager.directory)
+  aside = os.path.join(os.path.dirname(directory), 'unreadable_checkpoints',
+                       f'{step}.{time.strftime("%Y%m%d-%H%M%S")}')
+  os.makedirs(os.path.dirname(aside), exist_ok=True)
+  os.replace(os.path.join(directory, str(step)), aside)
+  manager.reload()
+  warnings.warn(f'Checkpoint {step} in {directory} cannot be read ({type(error).__name__}: '
+                f'{str(error).splitlines()[0][:200]}); moved to {aside}, resuming from an '
+                'earlier checkpoint.')
 
 
 @contextlib.contextmanager
