@@ -170,6 +170,12 @@ def test_extending_v_on_a_finished_workdir_makes_the_later_outputs_again(finishe
   assert episodes_lib.read_metadata(paths.latents())['vae.num_steps'] == 8
   assert training.stored_fingerprint(paths.checkpoints('mdn'))['vae.num_steps'] == 8
   assert training.read_metrics(os.path.join(paths.mdn(), 'metrics.jsonl'))['mdn/loss'][0].size == 4
+  # A lowered key is no extension: refused, and nothing is removed.
+  config.vae.num_steps -= 1
+  with pytest.raises(FileNotFoundError, match=r'trained to vae.num_steps=7 .* Set vae.num_steps=8'):
+    world_models.run(config, workdir, ['encode'])
+  assert episodes_lib.is_complete(paths.latents())
+  config.vae.num_steps += 1
   # C of the old M is refused until its stage makes it again.
   with pytest.raises(ValueError, match=r'predates .*vae.num_steps=8 \(was 6\): run the '
                                        'controller stage first'):

@@ -132,10 +132,12 @@ def latents_fingerprint(config: ml_collections.ConfigDict, round_index: int = 0)
 
 
 def _extended_keys(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-  """The keys in which `stored` differs from `current`, if all of them only extend a stage's
-  training (`EXTENDS`); else []."""
+  """The keys in which `stored` differs from `current`, if each of them is a key of `EXTENDS`
+  raised (a stage trained further); else []."""
   changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
-  return changed if set(changed) <= set(EXTENDS.values()) else []
+  extended = all(k in EXTENDS.values() and isinstance(stored.get(k), int)
+                 and current.get(k) > stored[k] for k in changed)
+  return changed if extended else []
 
 
 def _changes(keys: Sequence[str], stored: Mapping[str, Any], current: Mapping[str, Any]) -> str:

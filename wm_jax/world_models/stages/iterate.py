@@ -34,13 +34,14 @@ def collect_with_controller(config: ml_collections.ConfigDict, workdir: str,
   Returns {'episodes': how many it holds}."""
   path = Workdir(workdir).latents(round_index)
   meta = latents_fingerprint(config, round_index)
-  if episodes_lib.is_complete(path):
+  complete = episodes_lib.is_complete(path)
+  if complete and episodes_lib.read_metadata(path) == meta:
+    return episodes_lib.summary(path)
+  world = controller.load_world(config, workdir, round_index - 1)  # The inputs first.
+  theta = controller.restore_controller(config, workdir, world.template, round_index - 1)
+  if complete:
     clear_if_stale(episodes_lib.read_metadata(path), meta, f'The latent dataset in {path}',
                    [path])
-  if episodes_lib.is_complete(path):
-    return episodes_lib.summary(path)
-  world = controller.load_world(config, workdir, round_index - 1)
-  theta = controller.restore_controller(config, workdir, world.template, round_index - 1)
   space = world.real.action_space(world.real_params)
   epsilon = config.iterative.epsilon
 
