@@ -269,8 +269,8 @@ def fit(state, step_fn: Callable, batches: Iterator, manager: ocp.CheckpointMana
   `rate_name`) go to `log` under `prefix/`, and those named in `show` to the progress bar; a
   non-finite loss stops the run (`StepWindow`). Every `eval_every` steps `evaluate(state, step)`
   runs, every `checkpoint_every` steps the state and the iterator's position are saved (never a
-  state holding NaN: `check_finite`); the last step does all three. Pending saves finish before it returns or raises. Returns (state, the last
-  evaluation, or None if no step ran).
+  state holding NaN: `check_finite`); the last step does all three. Pending saves finish before
+  it returns or raises. Returns (state, the last evaluation, or None if no step ran).
   """
   first = int(state.step)
   progress = tqdm.tqdm(initial=first, total=num_steps, desc=f'train {what}', unit='step')

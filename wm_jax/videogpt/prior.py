@@ -42,6 +42,7 @@ from wm_jax.videogpt import sampling
 from wm_jax.videogpt.configs import videogpt_moving_digits
 from wm_jax.videogpt.latent_prior import (FrozenVQVAE, Prior, check_batch, clip_batches,
                                           first_batches)
+from wm_jax.videogpt.vqvae import check_eval_clips
 
 # Keys that may change between a run and its resumption without changing what it trains.
 RESUMABLE_KEYS = ('train.log_every', 'train.eval_every', 'train.checkpoint_every',
@@ -189,9 +190,7 @@ def check_settings(config: ml_collections.ConfigDict, prior: Prior) -> None:
   """Raises a ValueError naming the key of a sampling or prediction setting that cannot work, so
   that it fails before training rather than after."""
   s, p, e = config.samples, config.predict, config.eval
-  if e.num_clips < e.batch_size:
-    raise ValueError(f'eval.num_clips={e.num_clips} must be at least eval.batch_size='
-                     f'{e.batch_size}: whole batches of test clips are scored.')
+  check_eval_clips(e)
   if e.fvd_trials and not 2 <= e.fvd_videos <= s.num_videos:
     raise ValueError(f'eval.fvd_videos={e.fvd_videos} must lie in [2, samples.num_videos='
                      f'{s.num_videos}]: FVD compares that many samples with as many test clips.')

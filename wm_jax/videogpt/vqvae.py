@@ -181,13 +181,18 @@ def _strip(originals: np.ndarray, reconstructions: np.ndarray, clips: int = 2) -
   return np.repeat(strip, 3, axis=-1) if strip.shape[-1] == 1 else strip
 
 
+def check_eval_clips(eval_config: ml_collections.ConfigDict) -> None:
+  """Raises a ValueError unless `eval.num_clips` holds at least one `eval.batch_size` batch."""
+  if eval_config.num_clips < eval_config.batch_size:
+    raise ValueError(f'eval.num_clips={eval_config.num_clips} must be at least eval.batch_size='
+                     f'{eval_config.batch_size}: whole batches of test clips are scored.')
+
+
 def eval_batches(config: ml_collections.ConfigDict) -> list[np.ndarray]:
   """The first eval.num_clips // eval.batch_size batches of test clips, uint8 [B, T, H, W, C]
   each; a ValueError naming the keys if there are none (read before training, to fail first)."""
   d, e = config.data, config.eval
-  if e.num_clips < e.batch_size:
-    raise ValueError(f'eval.num_clips={e.num_clips} must be at least eval.batch_size='
-                     f'{e.batch_size}: whole batches of test clips are scored.')
+  check_eval_clips(e)
   source, video_key, action_key = video_lib.open_videos(d.name, 'test', d.data_dir)
   batches = video_lib.clip_batches(
       source, video_key, action_key, num_frames=d.num_frames, resolution=d.resolution,

@@ -25,6 +25,7 @@ import shutil
 from typing import Any, Mapping, Sequence
 
 import ml_collections
+import orbax.checkpoint as ocp
 
 from wm_jax.common import training
 from wm_jax.common.config import check_same, fingerprint as section_fingerprint
@@ -127,8 +128,9 @@ def fingerprint(config: ml_collections.ConfigDict, stage: str, round_index: int 
 def latents_fingerprint(config: ml_collections.ConfigDict, round_index: int = 0) -> dict[str, Any]:
   """The fingerprint of round `round_index`'s latent dataset: V's encodings of the random
   rollouts (round 0, the encode stage), or the previous round's C's episodes (iterate)."""
-  return fingerprint(config, 'encode') if round_index == 0 else fingerprint(config, 'mdn',
-                                                                             round_index)
+  if round_index == 0:
+    return fingerprint(config, 'encode')
+  return fingerprint(config, 'mdn', round_index)
 
 
 def _extended_keys(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -184,6 +186,18 @@ def open_latents(config: ml_collections.ConfigDict, workdir: str, round_index: i
   check_input(episodes.read_metadata(path), latents_fingerprint(config, round_index),
               f'The latent dataset in {path}', 'encode' if round_index == 0 else 'iterate')
   return source
+
+
+def stage_checkpoints(config: ml_collections.ConfigDict, workdir: str, stage: str,
+                      round_index: int = 0) -> ocp.CheckpointManager:
+  """The orbax manager of the checkpoints of `stage` ('mdn' or 'controller'; round
+  `round_index`), whose output folder is first removed if an extension upstream left it stale
+  (`clear_if_stale`). Call it once the stage's inputs are checked."""
+  directory = Workdir(workdir).checkpoints(stage, round_index)
+  meta = fingerprint(config, stage, round_index, checkpoints=True)
+  clear_if_stale(training.stored_fingerprint(directory), meta,
+                 f'The checkpoint folder {directory}', [os.path.dirname(directory)])
+  return training.checkpoint_manager(directory, meta)
 
 
 def clear_if_stale(stored: Mapping[str, Any] | None, current: Mapping[str, Any], where: str,

@@ -29,9 +29,9 @@ from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.world_models import configs
 from wm_jax.world_models.cmaes import episode_return, make_generation, run_generations, strong_types
 from wm_jax.world_models.stages import mdn, vae
-from wm_jax.world_models.workdir import (Workdir, check_trained, clear_if_stale, fingerprint,
-                                         producing_stage)
 from wm_jax.world_models.dream import DreamEnv
+from wm_jax.world_models.workdir import (Workdir, check_trained, fingerprint, producing_stage,
+                                         stage_checkpoints)
 from wm_jax.world_models.world import World, build_world
 
 
@@ -115,12 +115,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_in
   key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), 3), round_index)
   key_init, key_generations, key_eval = jax.random.split(key, 3)
   es_state = strong_types(es.init(key_init, world.template, es_params))
-  paths = Workdir(workdir)
-  checkpoints = paths.checkpoints('controller', round_index)
-  meta = fingerprint(config, 'controller', round_index, checkpoints=True)
-  clear_if_stale(training.stored_fingerprint(checkpoints), meta, f'C in {checkpoints}',
-                 [paths.controller(round_index)])
-  manager = training.checkpoint_manager(checkpoints, meta)
+  manager = stage_checkpoints(config, workdir, 'controller', round_index)
   restored = training.restore_newest(manager,
                                      ocp.args.StandardRestore(training.abstract(es_state)))
   first, es_state = restored if restored is not None else (0, es_state)
@@ -128,7 +123,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_in
   eval_keys = jax.random.split(key_eval, c.eval_episodes)
   score_dream = make_scorer(world.dream, world.dream_params, world.policy, config.env.max_steps)
   score_real = make_scorer(world.real, world.real_params, world.policy, config.env.max_steps)
-  log = training.MetricsLog(paths.controller(round_index))
+  out = Workdir(workdir).controller(round_index)
+  log = training.MetricsLog(out)
   progress = tqdm.tqdm(initial=first, total=c.num_generations, unit='generation',
                        desc=f'train C in the {c.train_in} env (round {round_index})')
   try:
@@ -150,7 +146,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_in
     progress.close()
     manager.wait_until_finished()
   log.close()
-  return training.last_metrics(paths.controller(round_index))
+  return training.last_metrics(out)
 
 
 def restore_controller(config: ml_collections.ConfigDict, workdir: str, template,

@@ -68,15 +68,14 @@ def encode(config: ml_collections.ConfigDict, workdir: str) -> dict[str, int]:
   dataset holds}."""
   paths = Workdir(workdir)
   meta = latents_fingerprint(config)
-  complete = episodes_lib.is_complete(paths.latents())
-  if not complete or episodes_lib.read_metadata(paths.latents()) != meta:
+  stored = (episodes_lib.read_metadata(paths.latents())
+            if episodes_lib.is_complete(paths.latents()) else None)
+  if stored != meta:
     # The inputs first, so that a stage that cannot run removes nothing.
     rollouts = open_rollouts(config, workdir)
     encode_frames = make_encoder(config, restore_params(config, workdir))
-    if complete:
-      clear_if_stale(episodes_lib.read_metadata(paths.latents()), meta,
-                     f'The latent dataset in {paths.latents()}',
-                     [paths.latents(), paths.initial_latents])
+    clear_if_stale(stored, meta, f'The latent dataset in {paths.latents()}',
+                   [paths.latents(), paths.initial_latents])
     with contextlib.suppress(FileNotFoundError):
       os.remove(paths.initial_latents)  # From another encoding.
     sample, z = rollouts[0], config.vae.model.z_size

@@ -34,14 +34,12 @@ def collect_with_controller(config: ml_collections.ConfigDict, workdir: str,
   Returns {'episodes': how many it holds}."""
   path = Workdir(workdir).latents(round_index)
   meta = latents_fingerprint(config, round_index)
-  complete = episodes_lib.is_complete(path)
-  if complete and episodes_lib.read_metadata(path) == meta:
+  stored = episodes_lib.read_metadata(path) if episodes_lib.is_complete(path) else None
+  if stored == meta:
     return episodes_lib.summary(path)
   world = controller.load_world(config, workdir, round_index - 1)  # The inputs first.
   theta = controller.restore_controller(config, workdir, world.template, round_index - 1)
-  if complete:
-    clear_if_stale(episodes_lib.read_metadata(path), meta, f'The latent dataset in {path}',
-                   [path])
+  clear_if_stale(stored, meta, f'The latent dataset in {path}', [path])
   space = world.real.action_space(world.real_params)
   epsilon = config.iterative.epsilon
 

@@ -32,8 +32,8 @@ from flax.training import train_state
 from wm_jax.common import training
 from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.world_models.models.mdn_rnn import MDNRNN, mixture_log_prob
-from wm_jax.world_models.workdir import (Workdir, check_trained, clear_if_stale, fingerprint,
-                                         open_latents, producing_stage)
+from wm_jax.world_models.workdir import (Workdir, check_trained, fingerprint, open_latents,
+                                         producing_stage, stage_checkpoints)
 from wm_jax.world_models.world import mdn_model, real_env
 
 
@@ -200,16 +200,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, round_in
   """Trains M for `mdn.num_epochs` epochs on the workdir's latents (those of rounds
   0..round_index of the iterative procedure), resuming at an epoch boundary. Returns the last
   epoch's metrics ({'step': epochs, 'mdn/loss', 'mdn/nll', ...})."""
-  paths = Workdir(workdir)
-  out, checkpoints = paths.mdn(round_index), paths.checkpoints('mdn', round_index)
-  meta = fingerprint(config, 'mdn', round_index, checkpoints=True)
+  out = Workdir(workdir).mdn(round_index)
   host_data, lengths = load_sequences(config, workdir, round_index)
-  clear_if_stale(training.stored_fingerprint(checkpoints), meta, f'M in {checkpoints}', [out])
+  manager = stage_checkpoints(config, workdir, 'mdn', round_index)
   mesh = training.make_mesh(config.mesh.data)
   data = jax.device_put(host_data, training.replicated(mesh))
   state = jax.device_put(create_train_state(config, jax.random.PRNGKey(config.seed)),
                          training.replicated(mesh))
-  manager = training.checkpoint_manager(checkpoints, meta)
   epoch = 0
   restored = training.restore_newest(manager,
                                      ocp.args.StandardRestore(training.abstract(state)))
