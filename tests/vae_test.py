@@ -152,7 +152,10 @@ def test_two_device_data_parallel_run_matches_one_device(workdir, tmp_path_facto
   two_device = np.load(out)
   leaves = jax.tree.leaves(one_device)
   assert len(two_device.files) == len(leaves)
-  # Two devices sum the gradient in another order; Adam's 1/sqrt(v) magnifies that rounding in
-  # near-zero gradients, so allow 1e-4, a tenth of one step's largest move at lr 1e-3.
-  for i, leaf in enumerate(leaves):
-    np.testing.assert_allclose(two_device[f'arr_{i}'], leaf, rtol=1e-4, atol=1e-4)
+  # Two devices sum the gradient in another order. Adam's m / sqrt(v) turns that rounding in a
+  # near-zero gradient into up to a whole step (lr 1e-3) for a few weights, so: every weight
+  # within one step, and all but 1 in 10,000 within 1e-5.
+  differences = np.concatenate([np.abs(two_device[f'arr_{i}'] - leaf).ravel()
+                                for i, leaf in enumerate(leaves)])
+  assert differences.max() <= configs.get('default:tiny').vae.learning_rate
+  assert np.mean(differences > 1e-5) < 1e-4, np.mean(differences > 1e-5)

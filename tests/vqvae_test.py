@@ -41,7 +41,8 @@ def test_trains_scores_and_resumes_where_a_straight_run_ends(clip_workdir, tmp_p
   assert 0 < results['usage'] <= 1 and 1 <= results['perplexity'] <= 32
   with open(os.path.join(straight, 'results.json')) as f:
     assert json.load(f) == results
-  assert os.path.exists(os.path.join(straight, 'reconstructions.png'))
+  for picture in ('reconstructions.png', 'reconstructions.gif'):
+    assert os.path.exists(os.path.join(straight, picture))
   rows = [json.loads(line) for line in open(os.path.join(straight, 'metrics.jsonl'))]
   assert {'train/loss', 'train/perplexity', 'train/clips_per_s'} <= set(rows[0])
   assert any('eval/psnr' in row for row in rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -27,3 +29,15 @@ def save_gif(path: str, frames: list[np.ndarray], scale: int = 2, fps: int = 8) 
   images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST)
             for f in frames]
   images[0].save(path, save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
+
+
+def save_videos(directory: str, name: str, rows: list[np.ndarray]) -> np.ndarray:
+  """Writes uint8 videos [N, T, H, W, C] per row as `name`.gif (each GIF frame: frame t of every
+  video, one row per entry of `rows`) and `name`.png (every second frame of each video, the rows'
+  videos interleaved); returns the PNG image."""
+  rows = [np.repeat(r, 3, axis=-1) if r.shape[-1] == 1 else r for r in rows]
+  frames = [image_strip([r[:, t] for r in rows]) for t in range(rows[0].shape[1])]
+  save_gif(os.path.join(directory, f'{name}.gif'), frames)
+  strip = image_strip([r[i, ::2] for i in range(len(rows[0])) for r in rows])
+  save_png(os.path.join(directory, f'{name}.png'), strip)
+  return strip

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-import tqdm
+from tqdm import auto as tqdm  # A live widget bar in notebooks (Colab), text elsewhere.
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tensorboardX import SummaryWriter
 

@@ -29,7 +29,7 @@ from typing import Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
+from tqdm import auto as tqdm
 from flax import struct
 
 from wm_jax.envs import games

@@ -119,6 +119,9 @@ class MovingDigits(tfds.core.GeneratorBasedBuilder):
                          num_frames=16),
       MovingDigitsConfig(name='frames_20', description='20-frame clips (Moving MNIST\'s length).',
                          num_frames=20),
+      MovingDigitsConfig(name='frames_16_small', description='16-frame clips, 256 to train and '
+                         '64 to test (built in seconds: smoke tests, notebooks).', num_frames=16,
+                         train_size=256, test_size=64),
   ]
 
   def __init__(self, **kwargs):

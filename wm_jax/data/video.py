@@ -2,7 +2,8 @@
 
 Sources (config key `data.name`), each a random-access source of examples:
 - 'moving_digits': the offline Moving-Digits builder (wm_jax/data/moving_digits.py), built in
-  `data.data_dir` on first use (seconds, no network).
+  `data.data_dir` on first use (minutes, no network); 'moving_digits_small' its 320-clip
+  version (seconds).
 - 'moving_mnist', 'bair_robot_pushing_small', 'ucf101': the TFDS datasets. They download their
   data, so they work only where the network is reachable; preparing BAIR and UCF-101 also needs
   TensorFlow (their sources are tfrecords / encoded videos), reading the prepared array_record
@@ -44,6 +45,8 @@ class TfdsVideos:
 TFDS_SOURCES = {
     'moving_digits': TfdsVideos(f'{MovingDigits.name}/frames_16', 'video',
                                 {'train': 'train', 'test': 'test'}),
+    'moving_digits_small': TfdsVideos(f'{MovingDigits.name}/frames_16_small', 'video',
+                                      {'train': 'train', 'test': 'test'}),
     'moving_mnist': TfdsVideos('moving_mnist', 'image_sequence',
                                {'train': 'test[:9000]', 'test': 'test[9000:]'}),
     'bair_robot_pushing_small': TfdsVideos('bair_robot_pushing_small', 'image_main',

@@ -32,7 +32,7 @@ import jax
 import ml_collections
 import numpy as np
 import optax
-import tqdm
+from tqdm import auto as tqdm
 from flax.training import train_state
 
 from wm_jax.common import training

@@ -5,7 +5,6 @@ repeating the last context frame, and the GIF/PNG files that show them."""
 from __future__ import annotations
 
 import functools
-import os
 import time
 from typing import Any
 
@@ -95,18 +94,6 @@ def prediction_scores(truth: np.ndarray, predicted: np.ndarray, reconstructed: n
   return scores
 
 
-def save_videos(workdir: str, name: str, rows: list[np.ndarray]) -> np.ndarray:
-  """Writes uint8 videos [N, T, H, W, C] per row as `name`.gif (each GIF frame: frame t of every
-  video, one row per entry of `rows`) and `name`.png (every second frame of each video, the rows'
-  videos interleaved); returns the PNG image."""
-  rows = [np.repeat(r, 3, axis=-1) if r.shape[-1] == 1 else r for r in rows]
-  frames = [images.image_strip([r[:, t] for r in rows]) for t in range(rows[0].shape[1])]
-  images.save_gif(os.path.join(workdir, f'{name}.gif'), frames)
-  strip = images.image_strip([r[i, ::2] for i in range(len(rows[0])) for r in rows])
-  images.save_png(os.path.join(workdir, f'{name}.png'), strip)
-  return strip
-
-
 def sample_and_score(config, prior: Prior, params, workdir: str, log,
                       step: int) -> dict[str, Any]:
   """Samples (FVD against test clips) and, for world models, scored predictions.
@@ -122,7 +109,7 @@ def sample_and_score(config, prior: Prior, params, workdir: str, log,
                             s.top_k)[:s.num_videos]
     results['sampling_seconds'] = round(time.perf_counter() - start, 1)
     real = np.concatenate([b['video'] for b in batches])[:s.num_videos]
-    strip = save_videos(workdir, 'samples', [samples[:8]])
+    strip = images.save_videos(workdir, 'samples', [samples[:8]])
     log.image('samples', strip, step)
     if e.fvd_trials:
       results.update({f'sample_{k}': v for k, v in vqvae_lib.reconstruction_fvd(
@@ -140,6 +127,6 @@ def sample_and_score(config, prior: Prior, params, workdir: str, log,
     results['prediction'] = prediction_scores(truth, predicted, reconstructed, p.context_frames,
                                               p.horizons)
     results['prediction_clips'] = len(truth)
-    strip = save_videos(workdir, 'predictions', [truth[:4], predicted[:4]])
+    strip = images.save_videos(workdir, 'predictions', [truth[:4], predicted[:4]])
     log.image('truth_over_predictions', strip, step)
   return results

@@ -7,8 +7,9 @@ checkpoint stores the TrainState (params, Adam state, BatchNorm statistics, code
 and the grain iterator's position, so a killed run resumes and ends where an uninterrupted run
 would. Every `train.eval_every` steps, and at the end, `evaluate` scores the first
 `eval.num_clips` test clips. Outputs under `workdir/`: checkpoints/, tensorboard/ (scalars and
-reconstruction strips), metrics.jsonl, reconstructions.png, results.json (the final scores,
-written last: a run is finished when it holds results.json of its latest checkpoint's step).
+reconstruction strips), metrics.jsonl, reconstructions.gif and .png, results.json (the final
+scores, written last: a run is finished when it holds results.json of its latest checkpoint's
+step).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
+from tqdm import auto as tqdm
 from flax.training import train_state
 
 from wm_jax.common.config import check_keys, check_ranges, fingerprint
@@ -172,15 +173,6 @@ def vqvae_fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return meta
 
 
-def _strip(originals: np.ndarray, reconstructions: np.ndarray, clips: int = 2) -> np.ndarray:
-  """Originals above reconstructions, every second frame of the first clips: [H', W', 3]."""
-  rows = []
-  for i in range(min(clips, len(originals))):
-    rows += [originals[i, ::2], reconstructions[i, ::2]]
-  strip = images.image_strip(rows)
-  return np.repeat(strip, 3, axis=-1) if strip.shape[-1] == 1 else strip
-
-
 def check_eval_clips(eval_config: ml_collections.ConfigDict) -> None:
   """Raises a ValueError unless `eval.num_clips` holds at least one `eval.batch_size` batch."""
   if eval_config.num_clips < eval_config.batch_size:
@@ -208,12 +200,12 @@ def eval_batches(config: ml_collections.ConfigDict) -> list[np.ndarray]:
 def _evaluate_and_show(state: TrainState, step: int, config: ml_collections.ConfigDict,
                        test_videos: list[np.ndarray], workdir: str, log: training.MetricsLog):
   """`evaluate(state, step)` for `fit`: scores the test clips, logs them and writes
-  reconstructions.png. Returns (scores, reconstructions)."""
+  reconstructions.gif and .png. Returns (scores, reconstructions)."""
   results, reconstructions = evaluate(state, test_videos, config.model.num_codes)
   log.write(step, {f'eval/{k}': v for k, v in results.items()})
-  strip = _strip(test_videos[0], reconstructions)
+  strip = images.save_videos(workdir, 'reconstructions', [test_videos[0][:2],
+                                                          reconstructions[:2]])
   log.image('eval/originals_over_reconstructions', strip, step)
-  images.save_png(os.path.join(workdir, 'reconstructions.png'), strip)
   tqdm.tqdm.write(f'step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in results.items()))
   return results, reconstructions
 

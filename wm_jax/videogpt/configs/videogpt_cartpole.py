@@ -40,14 +40,10 @@ def get_config(variant: str = ''):
 
 
 def shrink_to_tiny(config) -> None:
-  """For 8-frame clips of `vqvae_cartpole:tiny` (2 frames per latent step): a one-layer prior
-  of width 24 with 2 conditioning frames through a small ResNet, 4 steps, 2 predicted
+  """For 8-frame clips of `vqvae_cartpole:tiny` (2 frames per latent step): the tiny Moving-Digits
+  prior that also cross-attends to 2 conditioning frames through a small ResNet, 2 predicted
   horizons (the tests')."""
-  config.data.batch_size = 4
-  config.model.update(width=24, num_heads=2, num_layers=1, cond_frames=2,
-                      resnet_blocks=(1, 1, 1, 1), resnet_widths=(8, 8, 8, 12), resnet_stem=8)
-  config.train.update(num_steps=4, learning_rate=3e-3, log_every=2, eval_every=2,
-                      checkpoint_every=2)
-  config.eval.update(num_clips=8, batch_size=4)
-  config.samples.num_videos = 4
+  videogpt_moving_digits.shrink_to_tiny(config)
+  config.model.update(cond_frames=2, resnet_blocks=(1, 1, 1, 1), resnet_widths=(8, 8, 8, 12),
+                      resnet_stem=8)
   config.predict.update(context_frames=4, horizons=(1, 4), num_clips=4, num_samples=1)

@@ -3,7 +3,8 @@ is here: the other videogpt_*.py configs import this one and change fields.
 
 It models the 4x16x16 codes of the VQ-VAE trained with `vqvae_moving_digits.py`
 (run that first); the clip shape comes from that run. The paper's Moving MNIST prior is 8
-layers, 4 heads, width 192 (table 9): here 4 layers of width 144, unconditional.
+layers, 4 heads, width 192 (table 9): here 4 layers of width 144, unconditional. ':tiny' is a
+smoke test's, over a `vqvae_moving_digits:tiny` run: a one-layer prior, a few steps.
 
   python -m experiments.train_videogpt --workdir=runs/videogpt_digits \
       --config.vqvae.workdir=runs/vqvae_digits
@@ -12,7 +13,7 @@ layers, 4 heads, width 192 (table 9): here 4 layers of width 144, unconditional.
 import ml_collections
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.mesh = ml_collections.ConfigDict({'data': 1})  # Devices on the batch ('data') axis.
@@ -29,7 +30,22 @@ def get_config() -> ml_collections.ConfigDict:
 
   _add_model_and_training(config)
   _add_evaluation(config)
+  if variant == 'tiny':
+    config.data.name = 'moving_digits_small'
+    shrink_to_tiny(config)
+  elif variant:
+    raise ValueError(f"videogpt_moving_digits.py takes 'tiny' after ':', got {variant!r}.")
   return config
+
+
+def shrink_to_tiny(config: ml_collections.ConfigDict) -> None:
+  """A one-layer prior of width 24, 4 steps of batch 4, 4 samples, no FVD (the tests')."""
+  config.data.batch_size = 4
+  config.model.update(width=24, num_heads=2, num_layers=1)
+  config.train.update(num_steps=4, learning_rate=3e-3, log_every=2, eval_every=2,
+                      checkpoint_every=2)
+  config.eval.update(num_clips=8, batch_size=4, fvd_trials=0)
+  config.samples.num_videos = 4
 
 
 def _add_model_and_training(config: ml_collections.ConfigDict) -> None:

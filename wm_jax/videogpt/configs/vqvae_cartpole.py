@@ -33,17 +33,6 @@ def get_config(variant: str = 'reference'):
     config.model.reference_frame = 7
     config.train.data_variance = 0.0008
   if variant == 'tiny':
-    shrink_to_tiny(config)
+    vqvae_moving_digits.shrink_to_tiny(config)
   return config
 
-
-def shrink_to_tiny(config) -> None:
-  """A VQ-VAE on 8-frame 32x32 clips with 4x8x8 codes of 32, trained 4 steps (the tests')."""
-  config.data.num_frames = 8
-  config.data.resolution = 32
-  config.data.batch_size = 4
-  config.model.update(hidden=16, residual_units=8, num_res_layers=1, num_codes=32, code_dim=8,
-                      downsample=(2, 4, 4), attention=True)
-  config.train.update(num_steps=4, log_every=2, eval_every=2, checkpoint_every=2)
-  config.eval.num_clips = 8
-  config.eval.batch_size = 4

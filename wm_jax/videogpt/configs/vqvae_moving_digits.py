@@ -4,6 +4,8 @@ The codebook and downsampling are the paper's Moving MNIST ones (512 codes x 64 
 16x64x64 -> 4x16x16, no attention, 2 residual layers); the convolutions are narrower (hidden
 64, residual units 32; paper: 240, 128) so that a run fits the CPU budget. Every key any
 VQ-VAE run reads is here: the other vqvae_*.py configs import this one and change fields.
+':tiny' is a smoke test's (the notebook's tests): 8-frame 32x32 clips of the 320-clip
+'moving_digits_small', a small model, a few steps.
 
   python -m experiments.train_vqvae --workdir=runs/vqvae_digits
 """
@@ -11,7 +13,7 @@ VQ-VAE run reads is here: the other vqvae_*.py configs import this one and chang
 import ml_collections
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.mesh = ml_collections.ConfigDict({'data': 1})  # Devices on the batch ('data') axis.
@@ -56,4 +58,21 @@ def get_config() -> ml_collections.ConfigDict:
   # the eval clips (paper: 256 per trial). Off here: I3D is slow on a CPU.
   config.eval.fvd_trials = 0
   config.eval.fvd_videos = 256
+  if variant == 'tiny':
+    config.data.name = 'moving_digits_small'
+    shrink_to_tiny(config)
+  elif variant:
+    raise ValueError(f"vqvae_moving_digits.py takes 'tiny' after ':', got {variant!r}.")
   return config
+
+
+def shrink_to_tiny(config: ml_collections.ConfigDict) -> None:
+  """A VQ-VAE on 8-frame 32x32 clips with 4x8x8 codes of 32, trained 4 steps (the tests')."""
+  config.data.num_frames = 8
+  config.data.resolution = 32
+  config.data.batch_size = 4
+  config.model.update(hidden=16, residual_units=8, num_res_layers=1, num_codes=32, code_dim=8,
+                      downsample=(2, 4, 4), attention=True)
+  config.train.update(num_steps=4, log_every=2, eval_every=2, checkpoint_every=2)
+  config.eval.num_clips = 8
+  config.eval.batch_size = 4

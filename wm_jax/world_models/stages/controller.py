@@ -21,7 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-import tqdm
+from tqdm import auto as tqdm
 from evosax.algorithms import CMA_ES
 
 from wm_jax.common import training

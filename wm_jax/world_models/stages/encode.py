@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 import jax
 import ml_collections
 import numpy as np
-import tqdm
+from tqdm import auto as tqdm
 
 from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.data import episodes as episodes_lib

@@ -19,9 +19,9 @@ import warnings
 from typing import Any
 
 import jax
-import matplotlib
 import ml_collections
 import numpy as np
+from matplotlib.figure import Figure
 
 from wm_jax.common import images, training
 from wm_jax.common.workdir_lock import holds_workdir_lock
@@ -29,9 +29,6 @@ from wm_jax.world_models.cmaes import rollout
 from wm_jax.world_models.models.conv_vae import ConvVAE
 from wm_jax.world_models.stages.controller import load_world, make_scorer, restore_controller
 from wm_jax.world_models.workdir import Workdir, fingerprint
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
 
 def summarize(returns: jax.Array) -> dict[str, float]:
@@ -46,10 +43,6 @@ def score(config: ml_collections.ConfigDict, world, theta, keys) -> dict[str, An
   max_steps, episodes = config.env.max_steps, config.evaluate.num_episodes
   pixel_env = world.real.env
   pixel_params = world.real_params.env_params.replace(max_steps_in_episode=max_steps)
-  space = pixel_env.action_space(pixel_params)
-
-  def random_policy(params, observation, key):
-    return space.sample(key)
 
   def scores(env, env_params, policy, key):
     return summarize(make_scorer(env, env_params, policy, max_steps)(
@@ -58,7 +51,14 @@ def score(config: ml_collections.ConfigDict, world, theta, keys) -> dict[str, An
   key_real, key_dream, key_random = keys
   return {'real': scores(world.real, world.real_params, world.policy, key_real),
           'dream': scores(world.dream, world.dream_params, world.policy, key_dream),
-          'random_policy': scores(pixel_env, pixel_params, random_policy, key_random)}
+          'random_policy': scores(pixel_env, pixel_params,
+                                  random_policy(pixel_env.action_space(pixel_params)),
+                                  key_random)}
+
+
+def random_policy(space):
+  """Uniformly random actions of `space`, as a policy (params, observation, key) -> action."""
+  return lambda params, observation, key: space.sample(key)
 
 
 @holds_workdir_lock
@@ -99,7 +99,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def plot_curves(paths: Workdir, results: dict[str, Any], rounds: int, generations: int) -> None:
   """V's loss, M's loss and C's returns over training (rounds of the iterative procedure side by
   side), from the stages' metrics.jsonl, as curves.png."""
-  fig, (ax_v, ax_m, ax_c) = plt.subplots(1, 3, figsize=(15, 4))
+  # A Figure without pyplot: no backend is chosen for the caller (a notebook keeps its own).
+  fig = Figure(figsize=(15, 4))
+  ax_v, ax_m, ax_c = fig.subplots(1, 3)
   vae = training.read_metrics(os.path.join(paths.vae, 'metrics.jsonl'))
   for name, label in (('vae/loss', 'loss (SE + floored KL)'), ('vae/kl', 'KL')):
     if name in vae:
@@ -129,30 +131,44 @@ def plot_curves(paths: Workdir, results: dict[str, Any], rounds: int, generation
     ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(paths.root, 'curves.png'), dpi=80)
-  plt.close(fig)
+
+
+def dream_frames(world, theta, key: jax.Array, num_steps: int) -> tuple[np.ndarray, int]:
+  """A dream episode of C (`theta`; None: uniformly random actions) decoded by V: uint8 frames
+  [num_steps, 64, 64, 3] and the episode's length (frames after it are past its end)."""
+  params = world.dream_params.replace(max_steps_in_episode=num_steps)
+  policy = world.policy if theta is not None else random_policy(world.dream.action_space())
+  _, z, alive = jax.jit(lambda k: rollout(world.dream, params, policy, theta, k, num_steps,
+                                          lambda s, *_: s.z))(key)
+  frames = jax.jit(lambda z: world.real.vae.apply({'params': world.vae_params}, z,
+                                                  method=ConvVAE.decode))(z)
+  return images.to_uint8(frames), int(np.sum(alive))
+
+
+def real_frames(world, theta, key: jax.Array, num_steps: int) -> tuple[np.ndarray, int]:
+  """A real episode of C (`theta`; None: uniformly random actions), as the environment renders
+  it: uint8 frames [num_steps, 64, 64, 3] and the episode's length."""
+  env_params = world.real_params.env_params
+  policy = (world.policy if theta is not None
+            else random_policy(world.real.env.action_space(env_params)))
+  _, env_states, alive = jax.jit(lambda k: rollout(
+      world.real, world.real_params, policy, theta, k, num_steps, lambda s, *_: s.env_state))(key)
+  frames = jax.jit(jax.vmap(lambda s: world.real.env.render(s, env_params)))(env_states)
+  return np.asarray(frames), int(np.sum(alive))
 
 
 def write_dream_vs_real_gif(world, theta, key: jax.Array, num_steps: int, path: str) -> None:
   """C's dream episode decoded by V (left) beside its real episode (right); a finished episode
   holds its last frame."""
   key_dream, key_real = jax.random.split(key)
-  dream_params = world.dream_params.replace(max_steps_in_episode=num_steps)
-  _, z, dream_alive = jax.jit(lambda k: rollout(
-      world.dream, dream_params, world.policy, theta, k, num_steps, lambda s, *_: s.z))(key_dream)
-  env_params = world.real_params.env_params
-  _, env_states, real_alive = jax.jit(lambda k: rollout(
-      world.real, world.real_params, world.policy, theta, k, num_steps,
-      lambda s, *_: s.env_state))(key_real)
-  dream_frames = jax.jit(lambda z: world.real.vae.apply(
-      {'params': world.vae_params}, z, method=ConvVAE.decode))(z)
-  real_frames = jax.jit(jax.vmap(lambda s: world.real.env.render(s, env_params)))(env_states)
+  (dream, dream_length), (real, real_length) = (dream_frames(world, theta, key_dream, num_steps),
+                                                real_frames(world, theta, key_real, num_steps))
+  length = max(dream_length, real_length)
+  images.save_gif(path, [np.concatenate([d, r], axis=1) for d, r in zip(
+      hold_last(dream, dream_length)[:length], hold_last(real, real_length)[:length])], fps=25)
 
-  def hold_last(frames, alive):
-    frames, length = np.asarray(frames), int(np.sum(alive))
-    return np.concatenate([frames[:length], np.repeat(frames[length - 1:length],
-                                                      len(frames) - length, axis=0)])
-  length = max(int(np.sum(dream_alive)), int(np.sum(real_alive)))
-  dream_frames = hold_last(images.to_uint8(dream_frames), dream_alive)
-  real_frames = hold_last(real_frames, real_alive)
-  images.save_gif(path, [np.concatenate([d, r], axis=1)
-                         for d, r in zip(dream_frames[:length], real_frames[:length])], fps=25)
+
+def hold_last(frames: np.ndarray, length: int) -> np.ndarray:
+  """`frames` [T, ...] with those after the first `length` replaced by frame `length - 1`."""
+  return np.concatenate([frames[:length], np.repeat(frames[length - 1:length],
+                                                    len(frames) - length, axis=0)])

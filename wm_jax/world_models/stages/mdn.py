@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-import tqdm
+from tqdm import auto as tqdm
 from flax import struct
 from flax.training import train_state
 
