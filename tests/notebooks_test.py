@@ -1,5 +1,5 @@
-"""The Colab notebooks run headless at tiny sizes (papermill, a fresh kernel each) and are
-committed without outputs."""
+"""The Colab notebooks run headless at tiny sizes (papermill, a fresh kernel each), the World
+Models one over a half-finished workdir, and are committed without outputs."""
 
 import os
 
@@ -8,6 +8,7 @@ import papermill
 import pytest
 
 from conftest import CACHE_DIR
+from wm_jax import world_models
 
 COLAB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'colab')
 NOTEBOOKS = sorted(name for name in os.listdir(COLAB) if name.endswith('.ipynb'))
@@ -32,23 +33,33 @@ def test_every_notebook_has_a_tiny_run():
 
 @pytest.mark.parametrize('name', sorted(RUNS))
 def test_notebook_runs_headless_with_its_pictures(name, tmp_path, monkeypatch):
-  # The kernel inherits these: the tests' persistent compilation cache.
-  monkeypatch.setenv('JAX_COMPILATION_CACHE_DIR', CACHE_DIR)
-  monkeypatch.setenv('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
-  monkeypatch.setenv('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
   parameters, expected = RUNS[name]
   parameters = {key: str(tmp_path / value) if key == 'DATA_DIR' else value
                 for key, value in parameters.items()}
-  out = tmp_path / name
+  paths = world_models.Workdir(str(tmp_path / 'workdir'))
+  if name == 'world_models.ipynb':
+    # As if the runtime had disconnected during V's training: rollouts done, V at step 4 of 6.
+    config = world_models.configs.get('default:tiny')
+    config.vae.num_steps = 4
+    world_models.run(config, paths.root, ['collect', 'vae'])
+    done = {path: os.path.getmtime(path)
+            for path in (paths.rollouts, os.path.join(paths.checkpoints('vae'), '4'))}
+  monkeypatch.setenv('JAX_COMPILATION_CACHE_DIR', CACHE_DIR)  # The kernel inherits these.
+  monkeypatch.setenv('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+  monkeypatch.setenv('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+  out = str(tmp_path / name)
   # Raises PapermillExecutionError, naming the cell, if any cell raises.
-  papermill.execute_notebook(os.path.join(COLAB, name), str(out),
-                             parameters={**parameters, 'WORKDIR': str(tmp_path / 'workdir')},
-                             cwd=COLAB, progress_bar=False, kernel_name='python3')
-  executed = nbformat.read(str(out), as_version=4)
+  papermill.execute_notebook(os.path.join(COLAB, name), out,
+                             parameters={**parameters, 'WORKDIR': paths.root}, cwd=COLAB,
+                             progress_bar=False, kernel_name='python3')
+  executed = nbformat.read(out, as_version=4)
   kinds = [kind for output in outputs_of(executed) for kind in output.get('data', {})]
   for kind, count in expected.items():
     assert kinds.count(kind) >= count, (kind, kinds)
   assert not [o for o in outputs_of(executed) if o.output_type == 'error']
+  if name == 'world_models.ipynb':  # Running the cells again kept what was done, trained V on.
+    assert {path: os.path.getmtime(path) for path in done} == done
+    assert os.path.isdir(os.path.join(paths.checkpoints('vae'), '6'))
 
 
 @pytest.mark.parametrize('name', NOTEBOOKS)
