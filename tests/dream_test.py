@@ -86,6 +86,19 @@ def test_cell_in_observation():
   assert obs.shape == (Z + 2 * H,) == env.observation_space(params).shape
 
 
+def test_episodes_start_from_sampled_z_or_from_mu():
+  env, params, initial = make_dream()
+  params = params.replace(initial_logvar=jnp.zeros_like(initial))  # sigma = 1
+  reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))
+  keys = jax.random.split(jax.random.key(3), 64)
+  z_mean = np.asarray(reset(keys, params.replace(sample_z=False))[1].z)
+  z_sampled = np.asarray(reset(keys, params)[1].z)
+  # z = mu: every start is one of the stored first-frame means; sampled: none is.
+  distance = lambda z: np.abs(z[:, None] - np.asarray(initial)[None]).max(-1).min(-1)
+  assert distance(z_mean).max() < 1e-6
+  assert distance(z_sampled).min() > 0.05
+
+
 def test_sampled_done_ends_with_the_done_probability():
   env, params, _ = make_dream(done_bias=-1.0)
   _, state = env.reset(jax.random.key(0), params)

@@ -85,6 +85,13 @@ def test_loss_falls_and_a_resumed_run_matches(latent_workdir, tmp_path_factory, 
     losses.append(float(metrics['nll']))
   assert losses[1] < losses[0] - 0.3, losses
 
+  # mdn.sample_z=False: M learns z = mu, so the epoch's key changes nothing; sampled z, it does.
+  def epoch_nll(key, sample_z):
+    return float(mdn.train_epoch(initial, jax.device_put(data), index, key, 10.0, 1.0, 16,
+                                 sample_z=sample_z)[1]['nll'])
+  assert epoch_nll(jax.random.key(1), False) == epoch_nll(jax.random.key(2), False)
+  assert epoch_nll(jax.random.key(1), True) != epoch_nll(jax.random.key(2), True)
+
 
 def test_done_loss_weights_terminal_steps():
   """The paper's restart_factor: terminal steps' BCE x w, so the loss-minimising probability for

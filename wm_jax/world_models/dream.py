@@ -1,7 +1,7 @@
 """The dream: M's generated world as a gymnax `Environment` (pure reset/step, jit, vmap).
 
-reset draws an initial latent from the stored first-frame encodings (z ~ N(mu, sigma)) and
-zeroes the LSTM state. step feeds (z_t, a_t) to M (with the restart flag on an episode's first
+reset draws an initial latent from the stored first-frame encodings (z ~ N(mu, sigma); z = mu
+for an M trained on posterior means, `sample_z=False`) and zeroes the LSTM state. step feeds (z_t, a_t) to M (with the restart flag on an episode's first
 step), samples z_{t+1} from the mixture at temperature tau, ends the episode when the done
 logit is > 0 (as in the paper) or, with `sample_done`, with probability sigmoid(logit), and pays
 the reward head's prediction or, without one, `survival_reward` per step. The observation is the
@@ -49,6 +49,8 @@ class DreamParams(environment.EnvParams):
   initial_mu: jax.Array | None = None  # [N, z_size] first-frame encodings
   initial_logvar: jax.Array | None = None  # [N, z_size]
   temperature: float = 1.0
+  # True: episodes start from z ~ N(mu, sigma) (M learned sampled z, the paper); False: z = mu.
+  sample_z: bool = True
   # False: done when the done logit > 0 (the paper). True: done ~ Bernoulli(sigmoid(logit)).
   sample_done: bool = False
   survival_reward: float = 1.0
@@ -92,7 +94,8 @@ class DreamEnv(environment.Environment):
     key_pick, key_z = jax.random.split(key)
     i = jax.random.randint(key_pick, (), 0, params.initial_mu.shape[0])
     mu, logvar = params.initial_mu[i], params.initial_logvar[i]
-    z = mu + jnp.exp(0.5 * logvar) * jax.random.normal(key_z, mu.shape)
+    noise = jnp.exp(0.5 * logvar) * jax.random.normal(key_z, mu.shape)
+    z = jnp.where(params.sample_z, mu + noise, mu)
     zeros = jnp.zeros(self.mdn.hidden_size)
     state = DreamState(z=z, cell=zeros, hidden=zeros, first=jnp.array(True),
                        done=jnp.array(False), time=0)

@@ -78,7 +78,8 @@ def build_world(config: ml_collections.ConfigDict, vae_params, mdn_params,
   dream_params = DreamParams(
       mdn_params=mdn_params, initial_mu=jnp.asarray(initial_latents['mu']),
       initial_logvar=jnp.asarray(initial_latents['logvar']),
-      temperature=config.dream.temperature, sample_done=config.dream.sample_done,
+      temperature=config.dream.temperature, sample_z=config.mdn.sample_z,
+      sample_done=config.dream.sample_done,
       max_steps_in_episode=config.env.max_steps)
   dream = DreamEnv(mdn, real.action_space, real.features, include_cell=c.include_cell,
                    params=dream_params)

@@ -24,10 +24,13 @@ def get_config():
 
   config.vae.model.z_size = 32
   config.vae.learning_rate = 1e-4  # Paper.
+  config.vae.batch_size = 100  # Paper.
   config.vae.num_steps = 100_000  # 1 epoch of 10,000 x 1,000 frames in batches of 100.
   config.vae.eval_every = 1000
   config.vae.checkpoint_every = 1000
 
+  config.mdn.sample_z = True  # Paper: M learns z ~ N(mu, sigma), C reads sampled z.
+  config.controller.sample_z = True
   config.mdn.model.hidden_size = 256
   config.mdn.model.use_restart = False  # Paper: 422,368 parameters, no restart flag.
   config.mdn.model.predict_done = False  # Episodes end at the time limit.

@@ -27,12 +27,15 @@ def get_config():
 
   config.vae.model.z_size = 64
   config.vae.learning_rate = 1e-4  # Paper.
+  config.vae.batch_size = 100  # Paper.
   # Kept random-policy episodes average 316 frames (doom_take_cover_small's 600: 189,344
   # frames), so 32,000 steps of 100 frames are ~1 epoch of 10,000 (paper appendix: 1 epoch).
   config.vae.num_steps = 32_000
   config.vae.eval_every = 1000
   config.vae.checkpoint_every = 1000
 
+  config.mdn.sample_z = True  # Paper: M learns z ~ N(mu, sigma), C reads sampled z.
+  config.controller.sample_z = True
   config.mdn.model.hidden_size = 512
   config.mdn.action_input = 'centered'
   config.mdn.model.predict_done = True

@@ -5,7 +5,7 @@ episodes are shuffled and laid end to end, the result is cut into `mdn.num_strea
 streams, and each stream into chunks of `mdn.chunk_length` steps: an index array
 [streams, chunks, chunk_length] into the flat arrays (the paper's packing for Doom). One jitted
 `train_epoch` then resamples z ~ N(mu, sigma) for the whole dataset (fresh every epoch, as in
-the paper) and runs `lax.scan` over the chunks, one Adam step per chunk, carrying the LSTM state
+the paper; with `mdn.sample_z=False`, M learns the posterior means z = mu) and runs `lax.scan` over the chunks, one Adam step per chunk, carrying the LSTM state
 from chunk to chunk (truncated backpropagation); the restart flag at each episode's first step
 zeroes it. Loss: the mixture's negative log-likelihood of z_{t+1} averaged over dimensions and
 steps that have a successor, plus `mdn.done_weight` x the done head's binary cross-entropy (its
@@ -159,10 +159,13 @@ def chunk_loss(params, carry, batch, apply_fn, done_weight: float, done_positive
 
 
 def train_epoch(state: train_state.TrainState, data: Sequences, index: jax.Array, key: jax.Array,
-                done_weight: float, done_positive_weight: float, hidden_size: int
-                ) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
-  """One epoch: resample z, then one Adam step per chunk of `index` [B, C, L] in lax.scan."""
-  z = data.mu + jnp.exp(0.5 * data.logvar) * jax.random.normal(key, data.mu.shape)
+                done_weight: float, done_positive_weight: float, hidden_size: int,
+                sample_z: bool = True) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
+  """One epoch: resample z (or, without `sample_z`, z = mu), then one Adam step per chunk of
+  `index` [B, C, L] in lax.scan."""
+  z = data.mu
+  if sample_z:
+    z = z + jnp.exp(0.5 * data.logvar) * jax.random.normal(key, data.mu.shape)
   last = z.shape[0] - 1
 
   def chunk_step(carry, chunk_index):  # chunk_index [B, L]
@@ -189,7 +192,7 @@ def jit_train_epoch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
   m = config.mdn
   epoch = functools.partial(train_epoch, done_weight=m.done_weight,
                             done_positive_weight=m.done_positive_weight,
-                            hidden_size=m.model.hidden_size)
+                            hidden_size=m.model.hidden_size, sample_z=m.sample_z)
   return jax.jit(epoch, in_shardings=(replicated, replicated, streams, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
 
