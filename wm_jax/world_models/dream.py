@@ -1,8 +1,8 @@
 """The dream: M's generated world as a gymnax `Environment` (pure reset/step, jit, vmap).
 
 reset draws an initial latent from the stored first-frame encodings (z ~ N(mu, sigma); z = mu
-for an M trained on posterior means, `sample_z=False`) and zeroes the LSTM state. step feeds (z_t, a_t) to M (with the restart flag on an episode's first
-step), samples z_{t+1} from the mixture at temperature tau, ends the episode when the done
+for an M trained on posterior means, `sample_z=False`) and zeroes the LSTM state. step feeds
+(z_t, a_t) to M (with the restart flag on an episode's first step), samples z_{t+1} from the mixture at temperature tau, ends the episode when the done
 logit is > 0 (as in the paper) or, with `sample_done`, with probability sigmoid(logit), and pays
 the reward head's prediction or, without one, `survival_reward` per step. The observation is the
 controller's input: [z_t, h_t], or [z_t, c_t, h_t] with `include_cell` (Doom), where (c_t, h_t)

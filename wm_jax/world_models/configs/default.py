@@ -54,10 +54,10 @@ def _add_data_and_v(config: ml_collections.ConfigDict) -> None:
   # Paper: 1e-4. 3e-4 reaches clearer reconstructions within this config's CPU budget
   # (measured: loss 32.8 vs 44.7 after 400 steps; docs/results.md).
   config.vae.learning_rate = 3e-4
-  # Paper: 100. V learns the pole's tilt only after a plateau (reconstructions upright, the
-  # tilt below z's sampling noise) that lasts a number of steps more than of frames: batch 32
-  # leaves it by step ~850 and reaches at step 1,200 the squared error that batch 100 reaches at
-  # step 1,000 (5.5 vs 6.8) on a third of the frames (docs/results.md).
+  # Paper: 100. V learns the pole's tilt only after a plateau (reconstructions upright) whose
+  # length is counted in steps rather than frames: batch 32 leaves it by step ~850 and at step
+  # 1,200 reaches a lower squared error than batch 100 at step 1,000 (5.5 vs 6.8) on a third of
+  # the frames (docs/results.md).
   config.vae.batch_size = 32
   config.vae.num_steps = 1200
   config.vae.shuffle_window = 2000  # Frames shuffled together after the episode shuffle.
