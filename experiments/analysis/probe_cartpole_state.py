@@ -9,9 +9,9 @@ Prints:
   The sampled z's is the telling one: even an untrained encoder's mu fits theta linearly.
 - C in the real environment (`--episodes`, the config's V, M and `controller.sample_z`): the
   return, how episodes end (by the pole angle or the cart position, whichever is nearer its
-  threshold at the last step, or surviving `env.max_steps`), and the error of one linear read-out of (x, theta, x_dot,
-  theta_dot) from C's input [z, h], by stretch of the episode: whether M's state loses track
-  late in long episodes.
+  threshold at the last step, or surviving `env.max_steps`), and the error of one linear
+  read-out of (x, theta, x_dot, theta_dot) from C's input [z, h], by stretch of the episode:
+  whether M's state loses track late in long episodes.
 """
 
 import os
@@ -43,7 +43,8 @@ def ridge_r2(inputs: np.ndarray, targets: np.ndarray, seed: int = 0) -> np.ndarr
   order = np.random.default_rng(seed).permutation(len(inputs))
   train, test = order[:len(order) * 4 // 5], order[len(order) * 4 // 5:]
   x = np.c_[inputs, np.ones(len(inputs))]
-  w = np.linalg.solve(x[train].T @ x[train] + 1e-3 * np.eye(x.shape[1]), x[train].T @ targets[train])
+  gram = x[train].T @ x[train] + 1e-3 * np.eye(x.shape[1])
+  w = np.linalg.solve(gram, x[train].T @ targets[train])
   residual = ((x[test] @ w - targets[test]) ** 2).sum(0)
   return 1.0 - residual / ((targets[test] - targets[test].mean(0)) ** 2).sum(0)
 

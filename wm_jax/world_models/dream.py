@@ -2,12 +2,12 @@
 
 reset draws an initial latent from the stored first-frame encodings (z ~ N(mu, sigma); z = mu
 for an M trained on posterior means, `sample_z=False`) and zeroes the LSTM state. step feeds
-(z_t, a_t) to M (with the restart flag on an episode's first step), samples z_{t+1} from the mixture at temperature tau, ends the episode when the done
-logit is > 0 (as in the paper) or, with `sample_done`, with probability sigmoid(logit), and pays
-the reward head's prediction or, without one, `survival_reward` per step. The observation is the
-controller's input: [z_t, h_t], or [z_t, c_t, h_t] with `include_cell` (Doom), where (c_t, h_t)
-is the LSTM state before it has read z_t, as in the paper. Because it is a gymnax environment,
-any gymnax learner runs in it.
+(z_t, a_t) to M (with the restart flag on an episode's first step), samples z_{t+1} from the
+mixture at temperature tau, ends the episode when the done logit is > 0 (as in the paper) or,
+with `sample_done`, with probability sigmoid(logit), and pays the reward head's prediction or,
+without one, `survival_reward` per step. The observation is the controller's input: [z_t, h_t],
+or [z_t, c_t, h_t] with `include_cell` (Doom), where (c_t, h_t) is the LSTM state before it has
+read z_t, as in the paper. Because it is a gymnax environment, any gymnax learner runs in it.
 
 M's parameters and the initial latents travel in `DreamParams`, so one compiled dream serves
 any trained M of the same shape, and several can be vmapped. A dream built with `params` returns

@@ -2,16 +2,17 @@
 
 The whole latent dataset lives on device as flat per-step arrays. Every epoch, on the host, the
 episodes are shuffled and laid end to end, the result is cut into `mdn.num_streams` equal
-streams, and each stream into chunks of `mdn.chunk_length` steps: an index array
-[streams, chunks, chunk_length] into the flat arrays (the paper's packing for Doom). One jitted
+streams, and each stream into chunks of `mdn.chunk_length` steps: an index array [streams,
+chunks, chunk_length] into the flat arrays (the paper's packing for Doom). One jitted
 `train_epoch` then resamples z ~ N(mu, sigma) for the whole dataset (fresh every epoch, as in
 the paper; with `mdn.sample_z=False`, M learns the posterior means z = mu) and runs `lax.scan`
-over the chunks, one Adam step per chunk, carrying the LSTM state from chunk to chunk
-(truncated backpropagation); the restart flag at each episode's first step zeroes it. Loss: the mixture's negative log-likelihood of z_{t+1} averaged over dimensions and
-steps that have a successor, plus `mdn.done_weight` x the done head's binary cross-entropy (its
-terminal steps weighted `mdn.done_positive_weight` x, the paper's Doom `restart_factor`) and
-the reward head's squared error where enabled. Gradients clipped at `mdn.grad_clip`; learning
-rate decayed by `mdn.lr_decay` per step. A checkpoint every epoch resumes exactly.
+over the chunks, one Adam step per chunk, carrying the LSTM state from chunk to chunk (truncated
+backpropagation); the restart flag at each episode's first step zeroes it. Loss: the mixture's
+negative log-likelihood of z_{t+1} averaged over dimensions and steps that have a successor,
+plus `mdn.done_weight` x the done head's binary cross-entropy (its terminal steps weighted
+`mdn.done_positive_weight` x, the paper's Doom `restart_factor`) and the reward head's squared
+error where enabled. Gradients clipped at `mdn.grad_clip`; learning rate decayed by
+`mdn.lr_decay` per step. A checkpoint every epoch resumes exactly.
 """
 
 from __future__ import annotations
