@@ -156,3 +156,12 @@ def test_evosax_gymnax_problem_scores_a_population_in_the_dream(trained_workdir)
   fitness, _, _ = problem.eval(key_eval, population, problem.init(key_init))
   assert fitness.shape == (4,)
   assert ((1.0 <= fitness) & (fitness <= 20.0)).all()  # +1 per step alive, at most 20 steps.
+
+
+@pytest.mark.parametrize('sample_z', [False, True])
+def test_the_config_sets_where_dream_episodes_start(sample_z):
+  config = configs.get('default:tiny')
+  config.mdn.sample_z = config.controller.sample_z = sample_z
+  zeros = np.zeros((3, config.vae.model.z_size), np.float32)
+  world = world_models.world.build_world(config, None, None, {'mu': zeros, 'logvar': zeros})
+  assert world.dream_params.sample_z is sample_z and world.real_params.sample_z is sample_z
