@@ -24,8 +24,8 @@ from ml_collections import config_flags
 
 from wm_jax.world_models import configs
 from wm_jax.world_models.cmaes import rollout
-from wm_jax.world_models.models.conv_vae import ConvVAE
 from wm_jax.world_models.stages.controller import load_world, restore_controller
+from wm_jax.world_models.stages.encode import make_encoder
 from wm_jax.world_models.stages.evaluate import random_policy
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -49,7 +49,7 @@ def ridge_r2(inputs: np.ndarray, targets: np.ndarray, seed: int = 0) -> np.ndarr
   return 1.0 - residual / ((targets[test] - targets[test].mean(0)) ** 2).sum(0)
 
 
-def probe_v(world, key: jax.Array, episodes: int, steps: int = 20) -> None:
+def probe_v(config, world, key: jax.Array, episodes: int, steps: int = 20) -> None:
   env, params = world.real.env, world.real_params.env_params
   space = env.action_space(params)
 
@@ -61,9 +61,7 @@ def probe_v(world, key: jax.Array, episodes: int, steps: int = 20) -> None:
   alive = np.asarray(alive).reshape(-1)
   frames = np.asarray(frames).reshape(-1, 64, 64, 3)[alive]
   states = np.asarray(states).reshape(-1, 2)[alive]
-  encode = jax.jit(lambda f: world.real.vae.apply({'params': world.vae_params}, f,
-                                                  method=ConvVAE.encode))
-  mu, logvar = map(np.asarray, encode(frames))
+  mu, logvar = make_encoder(config, world.vae_params)(frames)
   z = mu + np.exp(0.5 * logvar) * np.random.default_rng(1).normal(size=mu.shape)
   r2_mu, r2_z = ridge_r2(mu, states), ridge_r2(z, states)
   theta_error = np.degrees(np.sqrt((1.0 - r2_z[1]) * states[:, 1].var()))
@@ -118,7 +116,7 @@ def main(argv):
   world = load_world(config, workdir, last_round)
   theta = restore_controller(config, workdir, world.template, last_round)
   key_v, key_c = jax.random.split(jax.random.key(0))
-  probe_v(world, key_v, _RANDOM_EPISODES.value)
+  probe_v(config, world, key_v, _RANDOM_EPISODES.value)
   probe_c(config, world, theta, key_c, _EPISODES.value)
 
 
