@@ -34,7 +34,11 @@ def get_config():
   config.mdn.model.hidden_size = 256
   config.mdn.model.use_restart = False  # Paper: 422,368 parameters, no restart flag.
   config.mdn.model.predict_done = False  # Episodes end at the time limit.
+  config.dream.sample_done = False  # No done head: dream episodes end at their cap.
+  config.mdn.learning_rate = 1e-3  # Paper.
+  config.mdn.num_streams = 100  # Paper: batch 100.
   config.mdn.chunk_length = 999  # Paper: whole episodes.
+  config.mdn.num_epochs = 20  # Paper.
 
   config.controller.train_in = 'real'
   config.controller.action_map = 'carracing'

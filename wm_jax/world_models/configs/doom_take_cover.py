@@ -41,12 +41,16 @@ def get_config():
   config.mdn.model.predict_done = True
   config.mdn.done_weight = 1.0
   config.mdn.done_positive_weight = 10.0  # Paper: deaths' BCE x10 (restart_factor).
+  config.mdn.learning_rate = 1e-3  # Paper.
   config.mdn.lr_decay = 0.99999
+  config.mdn.num_streams = 100  # Paper: batch 100.
   config.mdn.chunk_length = 500
+  config.mdn.num_epochs = 20  # Paper.
 
   config.controller.action_map = 'doom'
   config.controller.include_cell = True
   config.dream.temperature = 1.15
+  config.dream.sample_done = False  # Paper: the dream ends when the done logit > 0.
   config.controller.max_steps = 2100
   config.controller.num_generations = 1800  # The authors'.
   config.controller.eval_every = 100
