@@ -7,6 +7,10 @@ Prints:
   position x and the pole angle theta from V's posterior mean mu and from a sampled
   z ~ N(mu, sigma), on frames of uniformly random actions; the pole angle's error in degrees.
   The sampled z's is the telling one: even an untrained encoder's mu fits theta linearly.
+- M on random-policy episodes (z = V's mu, teacher-forced): the error of its prediction of the
+  next z (the mixture's mean) against that of repeating the current z, over the 8 dimensions of
+  z that vary most and over all; and how often the done head fires (logit > 0) at an episode's
+  last step and elsewhere. An M worse than repetition gives a dream with no physics in it.
 - C in the real environment (`--episodes`, the config's V, M and `controller.sample_z`): the
   return, how episodes end (by the pole angle or the cart position, whichever is nearer its
   threshold at the last step, or surviving `env.max_steps`), and the error of one linear
@@ -24,6 +28,7 @@ from ml_collections import config_flags
 
 from wm_jax.world_models import configs
 from wm_jax.world_models.cmaes import rollout
+from wm_jax.world_models.models.mdn_rnn import mdn_step
 from wm_jax.world_models.stages.controller import load_world, restore_controller
 from wm_jax.world_models.stages.encode import make_encoder
 from wm_jax.world_models.stages.evaluate import random_policy
@@ -68,6 +73,33 @@ def probe_v(config, world, key: jax.Array, episodes: int, steps: int = 20) -> No
   print(f'V, {len(frames)} random-policy frames: R^2 of (x, theta) from mu '
         f'{r2_mu[0]:.4f}, {r2_mu[1]:.4f}; from sampled z {r2_z[0]:.4f}, {r2_z[1]:.4f} '
         f'(theta error {theta_error:.2f} deg)')
+
+
+def probe_m(world, key: jax.Array, episodes: int, steps: int = 200) -> None:
+  real, params = world.real, world.real_params
+  env_params = params.replace(sample_z=False)
+
+  def record(state, action, *_):
+    _, mixture = mdn_step(real.mdn, params.mdn_params, state.mu, real.action_features(action),
+                          state.first, (state.cell, state.hidden))
+    weights = jax.nn.softmax(mixture.logits, axis=-1)
+    return state.mu, (weights * mixture.means).sum(-1), mixture.done_logits
+
+  policy = random_policy(real.action_space(params))
+  run = jax.jit(jax.vmap(lambda k: rollout(real, env_params, policy, None, k, steps, record)))
+  _, (mu, predicted, done_logits), alive = jax.tree.map(
+      np.asarray, run(jax.random.split(key, episodes)))
+  alive = alive.astype(bool)
+  has_next = alive[:, 1:]
+  target = mu[:, 1:][has_next]
+  ratio = (np.sqrt(((predicted[:, :-1][has_next] - target) ** 2).mean(0))
+           / np.sqrt(((mu[:, :-1][has_next] - target) ** 2).mean(0)))
+  top = np.argsort(-mu[alive].std(0))[:8]
+  fires_at_end = np.mean(done_logits[np.arange(episodes), alive.sum(1) - 1] > 0)
+  print(f'M, {alive.sum()} random-policy steps: error of its next-z prediction / error of '
+        f'repeating z: {ratio[top].mean():.3f} (8 most varying dimensions), {ratio.mean():.3f} '
+        f'(all); done head fires at the last step of {fires_at_end:.2f} of episodes, '
+        f'elsewhere at {np.mean(done_logits[:, :-1][has_next] > 0):.3f} of steps')
 
 
 def probe_c(config, world, theta, key: jax.Array, episodes: int) -> None:
@@ -116,7 +148,9 @@ def main(argv):
   world = load_world(config, workdir, last_round)
   theta = restore_controller(config, workdir, world.template, last_round)
   key_v, key_c = jax.random.split(jax.random.key(0))
+  key_m = jax.random.fold_in(jax.random.key(0), 2)
   probe_v(config, world, key_v, _RANDOM_EPISODES.value)
+  probe_m(world, key_m, _RANDOM_EPISODES.value)
   probe_c(config, world, theta, key_c, _EPISODES.value)
 
 

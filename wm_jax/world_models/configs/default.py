@@ -90,7 +90,7 @@ def _add_m(config: ml_collections.ConfigDict) -> None:
   config.mdn.done_weight = 10.0
   config.mdn.done_positive_weight = 1.0
   # Paper: lr 1e-3, batch 100, 20 epochs: over CartPole's 18,600 random-policy steps that is
-  # 120 Adam steps, after which M predicts the next z worse than repeating the current one and
+  # 100 Adam steps, after which M predicts the next z worse than repeating the current one and
   # C's dream rating says nothing of the real score. Batch 10 for 60 epochs at 3e-3 is 3,480
   # steps in ~50 s (measured: real 88 -> 500 on seed 2; docs/results.md).
   config.mdn.learning_rate = 3e-3
