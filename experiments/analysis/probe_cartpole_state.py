@@ -9,8 +9,8 @@ Prints:
   The sampled z's is the telling one: even an untrained encoder's mu fits theta linearly.
 - M on random-policy episodes (z = V's mu, teacher-forced): the error of its prediction of the
   next z (the mixture's mean) against that of repeating the current z, over the 8 dimensions of
-  z that vary most and over all; and how often the done head fires (logit > 0) at an episode's
-  last step and elsewhere. An M worse than repetition gives a dream with no physics in it.
+  z that vary most and over all. An M worse than repetition gives a dream whose dynamics are
+  worse than a frozen frame. (Where M's done head fires: `probe_done_head`.)
 - C in the real environment (`--episodes`, the config's V, M and `controller.sample_z`): the
   return, how episodes end (by the pole angle or the cart position, whichever is nearer its
   threshold at the last step, or surviving `env.max_steps`), and the error of one linear
@@ -83,11 +83,11 @@ def probe_m(world, key: jax.Array, episodes: int, steps: int = 200) -> None:
     _, mixture = mdn_step(real.mdn, params.mdn_params, state.mu, real.action_features(action),
                           state.first, (state.cell, state.hidden))
     weights = jax.nn.softmax(mixture.logits, axis=-1)
-    return state.mu, (weights * mixture.means).sum(-1), mixture.done_logits
+    return state.mu, (weights * mixture.means).sum(-1)
 
   policy = random_policy(real.action_space(params))
   run = jax.jit(jax.vmap(lambda k: rollout(real, env_params, policy, None, k, steps, record)))
-  _, (mu, predicted, done_logits), alive = jax.tree.map(
+  _, (mu, predicted), alive = jax.tree.map(
       np.asarray, run(jax.random.split(key, episodes)))
   alive = alive.astype(bool)
   has_next = alive[:, 1:]
@@ -95,11 +95,9 @@ def probe_m(world, key: jax.Array, episodes: int, steps: int = 200) -> None:
   ratio = (np.sqrt(((predicted[:, :-1][has_next] - target) ** 2).mean(0))
            / np.sqrt(((mu[:, :-1][has_next] - target) ** 2).mean(0)))
   top = np.argsort(-mu[alive].std(0))[:8]
-  fires_at_end = np.mean(done_logits[np.arange(episodes), alive.sum(1) - 1] > 0)
   print(f'M, {alive.sum()} random-policy steps: error of its next-z prediction / error of '
         f'repeating z: {ratio[top].mean():.3f} (8 most varying dimensions), {ratio.mean():.3f} '
-        f'(all); done head fires at the last step of {fires_at_end:.2f} of episodes, '
-        f'elsewhere at {np.mean(done_logits[:, :-1][has_next] > 0):.3f} of steps')
+        f'(all)')
 
 
 def probe_c(config, world, theta, key: jax.Array, episodes: int) -> None:
