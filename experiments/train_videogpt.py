@@ -11,8 +11,13 @@ Prints the final scores (test bits/dim, sample FVD, prediction PSNR/SSIM per hor
 workdir/results.json; samples.gif / predictions.gif show the videos.
 """
 
+import sys
+
 from experiments import trainer_cli
-from wm_jax import videogpt
+
+if __name__ == '__main__':
+  trainer_cli.join_processes(sys.argv)  # Before the models' imports start JAX.
+from wm_jax import videogpt  # noqa: E402
 
 if __name__ == '__main__':
   trainer_cli.run(videogpt.prior.train_and_evaluate,

@@ -9,8 +9,13 @@ configuration is refused with the differing keys. Prints the final test scores (
 MSE, codebook perplexity and usage), also in workdir/results.json.
 """
 
+import sys
+
 from experiments import trainer_cli
-from wm_jax import videogpt
+
+if __name__ == '__main__':
+  trainer_cli.join_processes(sys.argv)  # Before the models' imports start JAX.
+from wm_jax import videogpt  # noqa: E402
 
 if __name__ == '__main__':
   trainer_cli.run(videogpt.vqvae.train_and_evaluate,

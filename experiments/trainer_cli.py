@@ -1,7 +1,8 @@
 """The command line of a trainer `train_and_evaluate(config, workdir) -> results`: `--config` (a
 path, default a packaged config), `--config.KEY=VALUE` overrides and `--workdir`; prints the
-results as JSON. `define_config` and `parse_flags` are shared with `experiments/world_models.py`:
-an unknown override KEY exits with one message naming it and its closest known key."""
+results as JSON. `define_config`, `parse_flags` and the multi-process flags (`join_processes`)
+are shared with `experiments/world_models.py`: an unknown override KEY exits with one message
+naming it and its closest known key."""
 
 import difflib
 import json
@@ -13,7 +14,31 @@ from typing import Any, Callable
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from wm_jax.common import distributed
 from wm_jax.common.config import flatten
+
+# A multi-process run (several hosts): every process runs the same command with these flags.
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None,
+    "'host:port' of process 0 of a multi-process run (with --num_processes and --process_id).")
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, "This process's index, 0 .. n - 1.")
+_MULTIHOST = flags.DEFINE_bool(
+    'multihost', False, 'Join the multi-process run the cluster environment describes (Cloud TPU '
+    'pod, SLURM, Open MPI, Kubernetes, or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, '
+    'JAX_PROCESS_ID).')
+
+
+def join_processes(argv: list[str]) -> None:
+  """Joins the multi-process run that `argv`'s --coordinator_address=, --num_processes=,
+  --process_id= (or --multihost) describe; nothing without them. Each command calls it before
+  importing the models: importing gymnax starts JAX, after which no process can join a run."""
+  names = '|'.join(['coordinator_address', 'num_processes', 'process_id', 'multihost',
+                    'nomultihost'])
+  ours = [arg for arg in argv[1:] if re.fullmatch(rf'--?({names})(=.*)?', arg)]
+  flags.FLAGS([argv[0], *ours], known_only=True)
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                         auto=_MULTIHOST.value)
 
 
 def run(train_and_evaluate: Callable[..., dict[str, Any]], default_config: str) -> None:

@@ -6,11 +6,15 @@
 
 import json
 import os
+import sys
 
 from absl import app, flags, logging
 
 from experiments import trainer_cli
-from wm_jax import world_models
+
+if __name__ == '__main__':
+  trainer_cli.join_processes(sys.argv)  # Before the models' imports start JAX.
+from wm_jax import world_models  # noqa: E402
 
 _CONFIG = trainer_cli.define_config(
     trainer_cli.packaged(world_models.configs, 'default'),

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,7 +85,7 @@ def test_encode_remakes_lost_initial_latents_from_every_episode(latent_workdir, 
 
 # 3. A diverged state is never checkpointed.
 
-class _Position:
+class _Position(grain.DatasetIterator):
   """A stand-in for a checkpointable grain iterator over constant batches."""
 
   def __next__(self):

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import chex
+import grain
 import jax
 import numpy as np
 import pytest
@@ -69,14 +70,17 @@ def test_killed_run_resumes_to_the_same_parameters(workdir, tmp_path_factory, mo
         iterator = iter(dataset)
         count = [0]
 
-        class It:
+        class It(grain.DatasetIterator):  # Checkpointed by grain's orbax handler.
           def __next__(self):
             count[0] += 1
             if count[0] > 5:
               raise _Killed
             return next(iterator)
-          get_state = iterator.get_state
-          set_state = iterator.set_state
+          def get_state(self):
+            return iterator.get_state()
+
+          def set_state(self, state):
+            iterator.set_state(state)
         return It()
     return Dying()
 

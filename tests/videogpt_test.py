@@ -203,7 +203,8 @@ def test_results_json_is_written_last_and_whole(vqvae_workdir, clip_workdir, tmp
     f.write('{"step": ')
     raise KeyboardInterrupt
 
-  monkeypatch.setattr(prior_lib, 'json', types.SimpleNamespace(dump=dump_then_die))
+  monkeypatch.setattr(training, 'json', types.SimpleNamespace(
+      dump=dump_then_die, dumps=json.dumps, load=json.load, loads=json.loads))
   with pytest.raises(KeyboardInterrupt):
     prior_lib.train_and_evaluate(config, str(tmp_path))
   assert not os.path.exists(tmp_path / 'results.json')

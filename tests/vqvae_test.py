@@ -14,6 +14,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from wm_jax.videogpt.configs import vqvae_moving_digits
+from wm_jax.common import training
 from wm_jax.common.config import check_keys
 from conftest import tiny_vqvae_config as tiny_config
 from wm_jax.videogpt import vqvae
@@ -107,7 +108,8 @@ def test_results_json_is_written_last_and_whole(clip_workdir, tmp_path, monkeypa
     raise KeyboardInterrupt
 
   with monkeypatch.context() as patch:
-    patch.setattr(vqvae, 'json', types.SimpleNamespace(dump=dump_then_die))
+    patch.setattr(training, 'json', types.SimpleNamespace(
+        dump=dump_then_die, dumps=json.dumps, load=json.load, loads=json.loads))
     with pytest.raises(KeyboardInterrupt):
       vqvae.train_and_evaluate(config, str(tmp_path))
   assert not os.path.exists(tmp_path / 'results.json')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import jax
 import numpy as np
 from PIL import Image
 
@@ -20,12 +21,17 @@ def image_strip(rows: list[np.ndarray]) -> np.ndarray:
 
 
 def save_png(path: str, image: np.ndarray, scale: int = 2) -> None:
+  """Writes a uint8 image [H, W, 3] (in a multi-process run, process 0 does)."""
+  if jax.process_index() != 0:
+    return
   height, width = image.shape[:2]
   Image.fromarray(image).resize((width * scale, height * scale), Image.NEAREST).save(path)
 
 
 def save_gif(path: str, frames: list[np.ndarray], scale: int = 2, fps: int = 8) -> None:
-  """uint8 images [H, W, 3], one per frame, as a looping GIF."""
+  """uint8 images [H, W, 3], one per frame, as a looping GIF (written by process 0)."""
+  if jax.process_index() != 0:
+    return
   images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST)
             for f in frames]
   images[0].save(path, save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)

@@ -14,6 +14,7 @@ import time
 import warnings
 from typing import Any, Callable, Iterator, Mapping
 
+import grain.checkpoint  # Registers its orbax handler.
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +31,9 @@ def make_mesh(num_devices: int) -> jax.sharding.Mesh:
   available = jax.device_count()
   if not 1 <= num_devices <= available:
     raise ValueError(f'mesh.data={num_devices}, but {available} device(s) are available.')
+  if jax.process_count() > 1 and num_devices != available:
+    raise ValueError(f'mesh.data={num_devices}: a run of {jax.process_count()} processes must use '
+                     f'all {available} devices.')
   # Auto axes: XLA propagates the batch sharding through the model (no per-op annotations).
   return jax.make_mesh((num_devices,), ('data',), devices=jax.devices()[:num_devices],
                        axis_types=(jax.sharding.AxisType.Auto,))
@@ -74,18 +78,20 @@ def stored_fingerprint(directory: str) -> dict[str, Any] | None:
   return None if stored is None else dict(stored)
 
 
-def restore_newest(manager: ocp.CheckpointManager, args: ocp.args.CheckpointArgs
+def restore_newest(manager: ocp.CheckpointManager,
+                   args: ocp.args.CheckpointArgs | Callable[[int], ocp.args.CheckpointArgs]
                    ) -> tuple[int, Any] | None:
   """(step, what `args` restores) of the newest checkpoint that restores, or None if there is
-  none. Unreadable checkpoints newer than it (a file deleted or truncated) are moved to
-  `<directory>/../unreadable_checkpoints/` with a warning naming each, so that training resumes
-  from it. If no checkpoint restores (a damaged directory, or a state of another structure),
-  the newest one's error is raised and nothing is moved."""
+  none; `args` may be a function of the step. Unreadable checkpoints newer than it (a file
+  deleted or truncated) are moved to `<directory>/../unreadable_checkpoints/` with a warning
+  naming each, so that training resumes from it. If no checkpoint restores (a damaged
+  directory, or a state of another structure), the newest one's error is raised and nothing is
+  moved."""
   failures = []
   for step in sorted(manager.all_steps(), reverse=True):
     try:
       with _quiet_failed_reads():
-        restored = manager.restore(step, args=args)
+        restored = manager.restore(step, args=args(step) if callable(args) else args)
     except Exception as error:  # Orbax and tensorstore raise many kinds for a damaged file.
       failures.append((step, error))
       continue
@@ -125,24 +131,50 @@ def _quiet_failed_reads():
 
 def restore_latest(manager: ocp.CheckpointManager, state, iterator):
   """The TrainState of the manager's newest readable checkpoint (`restore_newest`), or `state`
-  if there is none, with the grain `iterator` set to the position saved beside it."""
-  restored = restore_newest(manager, ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract(state)), data=ocp.args.JsonRestore()))
+  if there is none, with this process's grain `iterator` set to the position saved beside it."""
+  def args(step):
+    # A checkpoint written before multi-process runs holds one JSON position (read below).
+    single = _single_position(manager, step)
+    return ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract(state)),
+        **({} if os.path.exists(single) else
+           {'data': grain.checkpoint.CheckpointRestore(iterator)}))
+  restored = restore_newest(manager, args)
   if restored is None:
     return state
-  iterator.set_state(restored[1]['data'])
-  return restored[1]['state']
+  step, items = restored
+  if 'data' not in items:
+    with open(_single_position(manager, step)) as f:
+      iterator.set_state(json.load(f))
+  return items['state']
+
+
+def _single_position(manager: ocp.CheckpointManager, step: int) -> str:
+  return os.path.join(manager.directory, str(step), 'data', 'metadata')
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, iterator) -> None:
-  """Saves a TrainState and the grain iterator's position as checkpoint `step`."""
+  """Saves a TrainState as checkpoint `step`, and beside it each process's grain iterator
+  position (a file per process)."""
   manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                             data=ocp.args.JsonSave(iterator.get_state())))
+                                             data=grain.checkpoint.CheckpointSave(iterator)))
 
 
 def abstract(tree) -> Any:
-  """Shape and dtype structs of `tree`'s arrays: what an orbax restore fills in."""
-  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+  """Shape, dtype and sharding structs of `tree`'s arrays: what an orbax restore fills in. A leaf
+  with no sharding (from `jax.eval_shape`) is restored replicated over every device of a
+  multi-process run, else onto the default device, whatever device count wrote it."""
+  if jax.process_count() > 1:
+    default = replicated(make_mesh(jax.device_count()))
+  else:
+    default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+  def struct(leaf):
+    leaf = ocp.utils.to_shape_dtype_struct(leaf)
+    if isinstance(leaf, jax.ShapeDtypeStruct) and leaf.sharding is None:
+      leaf = jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=default)
+    return leaf
+  return jax.tree.map(struct, tree)
 
 
 def restore_final(directory: str, config_fingerprint: Mapping[str, Any], final_step: int,
@@ -215,23 +247,39 @@ class StepWindow:
 
 class MetricsLog:
   """A stage's scalars, to TensorBoard (`<directory>/tensorboard`) and to
-  `<directory>/metrics.jsonl`, which the evaluate stage reads back for curves and results."""
+  `<directory>/metrics.jsonl`, which the evaluate stage reads back for curves and results.
+  Written by process 0 of a multi-process run; the others' logs write nothing."""
 
   def __init__(self, directory: str):
-    self.writer = SummaryWriter(os.path.join(directory, 'tensorboard'))
     self.path = os.path.join(directory, 'metrics.jsonl')
+    self.writer = SummaryWriter(os.path.join(directory, 'tensorboard')) if jax.process_index(
+    ) == 0 else None
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    if self.writer is None:
+      return
     for name, value in scalars.items():
       self.writer.add_scalar(name, value, step)
     with open(self.path, 'a') as f:
       f.write(json.dumps({'step': int(step), **{k: float(v) for k, v in scalars.items()}}) + '\n')
 
   def image(self, name: str, image: np.ndarray, step: int) -> None:
-    self.writer.add_image(name, image, step, dataformats='HWC')
+    if self.writer is not None:
+      self.writer.add_image(name, image, step, dataformats='HWC')
 
   def close(self) -> None:
-    self.writer.close()
+    if self.writer is not None:
+      self.writer.close()
+
+
+def write_results(path: str, results: Mapping[str, Any]) -> None:
+  """Writes `results` as JSON to `path`, atomically: a run's last output, whose presence means
+  every other output is there. In a multi-process run process 0 writes it."""
+  if jax.process_index() != 0:
+    return
+  with open(path + '.tmp', 'w') as f:
+    json.dump(results, f, indent=2)
+  os.replace(path + '.tmp', path)
 
 
 def read_metrics(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -8,7 +8,8 @@ stages, the VideoGPT trainers) holds `<workdir>/.lock` while it runs:
 - a lock left by a killed process on this host (its pid no longer runs) is taken over;
 - the holding process may enter again (a pipeline calling its stages);
 - on a read-only workdir nothing can be written, so no lock is needed (evaluation of a finished
-  workdir still runs).
+  workdir still runs);
+- in a multi-process run (`wm_jax.common.distributed`) process 0 holds it for all.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import os
 import socket
 import time
 from typing import Callable, Iterator
+
+import jax
 
 LOCK_FILE = '.lock'
 _held: dict[str, int] = {}  # lock path -> how many times this process entered it
@@ -90,6 +93,9 @@ def workdir_lock(workdir: str) -> Iterator[None]:
   """Holds `workdir`'s lock (creating the workdir) for the duration of the block."""
   workdir = os.path.abspath(workdir)
   path = os.path.join(workdir, LOCK_FILE)
+  if jax.process_index() != 0:
+    yield
+    return
   if _held.get(path):
     _held[path] += 1
     try:

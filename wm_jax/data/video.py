@@ -164,16 +164,20 @@ def check_clip_length(source, video_key: str, num_frames: int, what: str) -> Non
 
 def clip_batches(source, video_key: str, action_key: str | None, *, num_frames: int,
                  resolution: int, batch_size: int, seed: int, train: bool,
-                 num_threads: int = 2) -> grain.IterDataset:
+                 num_threads: int = 2,
+                 shard: grain.sharding.ShardOptions = grain.sharding.NoSharding()
+                 ) -> grain.IterDataset:
   """Batches of clips {'video': uint8 [B, T, R, R, C], 'actions'?: [B, T, ...]}.
 
   train=True: an endless stream, examples reshuffled every epoch, random windows; `iter(...)`
   is checkpointable (get_state/set_state). train=False: one pass in order, first windows.
+  `shard` picks the videos this process reads (`grain.sharding.ShardByJaxProcess()`: every
+  process_count-th, from its index).
   A source without a video of `num_frames` frames is refused (`check_clip_length`).
   """
   check_clip_length(source, video_key, num_frames,
                     'training data' if train else 'evaluation data')
-  ds = grain.MapDataset.source(source).seed(seed)
+  ds = grain.MapDataset.source(source)[shard.shard_index::shard.shard_count].seed(seed)
   if train:
     ds = ds.shuffle().repeat()
   ds = ds.random_map(_ToClip(video_key, action_key, num_frames, resolution, random_start=train))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 
+import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -146,15 +147,15 @@ class Prior:
 
 
 def clip_batches(config: ml_collections.ConfigDict, vqvae: FrozenVQVAE, split: str,
-                 batch_size: int):
+                 batch_size: int, shard: grain.sharding.ShardOptions = grain.sharding.NoSharding()):
   """Batches of clips shaped as the VQ-VAE was trained: endless and random for 'train', the
-  first windows in order for 'test'."""
+  first windows in order for 'test'; `shard` as in `wm_jax.data.video.clip_batches`."""
   source, video_key, action_key = video_lib.open_videos(config.data.name, split,
                                                         config.data.data_dir)
   frames, resolution = vqvae.video_shape[:2]
   return video_lib.clip_batches(source, video_key, action_key, num_frames=frames,
                                 resolution=resolution, batch_size=batch_size, seed=config.seed,
-                                train=split == 'train')
+                                train=split == 'train', shard=shard)
 
 
 def first_batches(batches, count: int,

@@ -23,11 +23,11 @@ and ends where an uninterrupted run would. results.json holds the final scores.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from typing import Any
 
+import grain
 import jax
 import ml_collections
 import numpy as np
@@ -35,7 +35,7 @@ import optax
 from tqdm import auto as tqdm
 from flax.training import train_state
 
-from wm_jax.common import training
+from wm_jax.common import distributed, training
 from wm_jax.common.config import check_keys, check_ranges, fingerprint
 from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.videogpt import sampling
@@ -139,7 +139,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   check_settings(config, prior)
   mesh = training.make_mesh(config.mesh.data)
   batch_sharding = training.data_sharding(mesh, d.batch_size)
-  iterator = iter(clip_batches(config, vqvae, 'train', d.batch_size))
+  iterator = iter(clip_batches(config, vqvae, 'train',
+                               distributed.local_batch_size(d.batch_size, 'data.batch_size'),
+                               grain.sharding.ShardByJaxProcess()))
   # Every test batch the run reads (sampling.py reads its own again), read before training.
   eval_count = e.num_clips // e.batch_size
   needed = max(eval_count, -(-s.num_videos // e.batch_size),
@@ -160,7 +162,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   def place(batch):
     check_batch(batch, vqvae)
-    return jax.device_put(batch, batch_sharding)
+    return jax.tree.map(lambda rows: distributed.global_batch(batch_sharding, rows), batch)
 
   log = training.MetricsLog(workdir)
   state, test_bits = training.fit(
@@ -179,10 +181,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                            int(state.step)))
   log.close()
   # Last and atomically: results.json means every output is there.
-  path = os.path.join(workdir, 'results.json')
-  with open(path + '.tmp', 'w') as f:
-    json.dump(results, f, indent=2)
-  os.replace(path + '.tmp', path)
+  training.write_results(os.path.join(workdir, 'results.json'), results)
   return results
 
 

@@ -15,10 +15,10 @@ step).
 from __future__ import annotations
 
 import functools
-import json
 import os
 from typing import Any
 
+import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -32,7 +32,7 @@ from wm_jax.data import video as video_lib
 from wm_jax.videogpt.configs import vqvae_moving_digits
 from wm_jax.metrics import image_quality
 from wm_jax.videogpt.models.video_vqvae import VideoVQVAE, vqvae_loss
-from wm_jax.common import images, training
+from wm_jax.common import distributed, images, training
 from wm_jax.common.workdir_lock import holds_workdir_lock
 
 # Keys that may change between a run and its resumption without changing what it computes.
@@ -226,7 +226,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   source, video_key, action_key = video_lib.open_videos(d.name, 'train', d.data_dir)
   iterator = iter(video_lib.clip_batches(
       source, video_key, action_key, num_frames=d.num_frames, resolution=d.resolution,
-      batch_size=d.batch_size, seed=config.seed, train=True))
+      batch_size=distributed.local_batch_size(d.batch_size, 'data.batch_size'), seed=config.seed,
+      train=True, shard=grain.sharding.ShardByJaxProcess()))
   test_videos = eval_batches(config)
   if config.eval.fvd_trials:
     check_fvd_videos(config.eval.fvd_videos, sum(map(len, test_videos)))
@@ -242,7 +243,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if videos.shape[1:] != video_shape(config):
       raise ValueError(f'Data clips have shape {videos.shape[1:]}, the config expects '
                        f'{video_shape(config)} (data.num_frames, data.resolution, data.channels).')
-    return jax.device_put(videos, batch_sharding)
+    return distributed.global_batch(batch_sharding, videos)
 
   log = training.MetricsLog(workdir)
   score = functools.partial(_evaluate_and_show, config=config, test_videos=test_videos,
@@ -261,8 +262,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     results.update(reconstruction_fvd(np.concatenate(test_videos), reconstructions,
                                       config.eval.fvd_trials, config.eval.fvd_videos, config.seed))
   # Last and atomically: a finished run (latent_prior.FrozenVQVAE) has every output.
-  path = os.path.join(workdir, 'results.json')
-  with open(path + '.tmp', 'w') as f:
-    json.dump(results, f, indent=2)
-  os.replace(path + '.tmp', path)
+  training.write_results(os.path.join(workdir, 'results.json'), results)
   return results

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Sequence
 
+import jax
 import ml_collections
 
 from wm_jax.common.config import check_keys, check_ranges
@@ -22,6 +23,9 @@ from wm_jax.world_models import configs
 from wm_jax.world_models.stages import (collect, controller, encode, evaluate, iterate, mdn,
                                         vae)
 
+# The stages that run on every process of a multi-process run (`wm_jax.common.distributed`); the
+# others write datasets or step host environments from one process.
+MULTI_PROCESS_STAGES = ('vae', 'mdn', 'controller')
 STAGES: dict[str, Callable[[ml_collections.ConfigDict, str], dict[str, Any]]] = {
     'collect': collect.collect,
     'vae': vae.train_and_evaluate,
@@ -74,6 +78,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   unknown = [s for s in stages if s not in STAGES]
   if unknown:
     raise ValueError(f'Unknown stages {unknown}; expected some of {tuple(STAGES)}.')
+  single = [s for s in stages if s not in MULTI_PROCESS_STAGES]
+  if jax.process_count() > 1 and single:
+    raise ValueError(f'The stages {single} run in one process: run them without joining a '
+                     f'multi-process run, and the stages {MULTI_PROCESS_STAGES} on all processes.')
   check_config(config)
   results = {}
   with workdir_lock(workdir):  # One process at a time, over all the stages.

@@ -14,6 +14,7 @@ import functools
 import os
 from typing import Any
 
+import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -22,7 +23,7 @@ import optax
 import orbax.checkpoint as ocp
 from flax.training import train_state
 
-from wm_jax.common import images, training
+from wm_jax.common import distributed, images, training
 from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.world_models.frames import check_frames, frame_batches
 from wm_jax.world_models.models.conv_vae import ConvVAE, vae_loss
@@ -99,16 +100,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   batch_sharding = training.data_sharding(mesh, c.batch_size)
   state = jax.device_put(create_train_state(config, jax.random.PRNGKey(config.seed)),
                          training.replicated(mesh))
-  batches = iter(frame_batches(episodes, c.batch_size, seed=config.seed,
-                               shuffle_window=c.shuffle_window,
-                               max_episode_length=config.env.max_steps))
+  batches = iter(frame_batches(episodes, distributed.local_batch_size(c.batch_size,
+                                                                      'vae.batch_size'),
+                               seed=config.seed, shuffle_window=c.shuffle_window,
+                               max_episode_length=config.env.max_steps,
+                               shard=grain.sharding.ShardByJaxProcess()))
   manager = training.checkpoint_manager(paths.checkpoints('vae'),
                                         fingerprint(config, 'vae', checkpoints=True))
   state = training.restore_latest(manager, state, batches)
 
   def place(frames):
     check_frames(frames)
-    return jax.device_put(frames, batch_sharding)
+    return distributed.global_batch(batch_sharding, frames)
 
   log = training.MetricsLog(paths.vae)
   training.fit(state, jit_train_step(config, mesh), batches, manager, log,
