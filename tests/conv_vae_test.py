@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wm_jax.world_models.models.conv_vae import (ConvVAE, MatmulConvTranspose, gaussian_kl, sample_latent,
-                                    vae_loss)
+from wm_jax.world_models.models.conv_vae import (ConvVAE, MatmulConv, MatmulConvTranspose,
+                                                 gaussian_kl, sample_latent, vae_loss)
 
 
 def count_params(params):
@@ -30,6 +30,7 @@ def test_shapes_and_range():
   np.testing.assert_allclose(jitted[0], reconstruction, atol=1e-5)
 
 
+# The first case takes the overlap-add path, the others the gathered taps (fewer values moved).
 @pytest.mark.parametrize('in_size, in_channels, features, kernel', [
     (1, 16, 8, 5), (5, 8, 4, 5), (13, 4, 3, 6), (3, 2, 2, 3)])
 def test_matmul_conv_transpose_equals_flax(in_size, in_channels, features, kernel):
@@ -47,12 +48,31 @@ def test_matmul_conv_transpose_equals_flax(in_size, in_channels, features, kerne
     np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
 
 
-def test_both_decoder_forms_agree_on_the_same_params():
+# V's first layer takes the gathered taps, the other cases the overlap-add (fewer values moved).
+@pytest.mark.parametrize('in_size, in_channels, features', [(64, 3, 32), (6, 8, 4), (7, 2, 3)])
+def test_matmul_conv_equals_flax(in_size, in_channels, features):
+  x = jax.random.normal(jax.random.key(0), (2, in_size, in_size, in_channels))
+  reference = nn.Conv(features, (4, 4), strides=(2, 2), padding='VALID')
+  params = reference.init(jax.random.key(1), x)
+  params = jax.tree.map(lambda p: jax.random.normal(jax.random.key(2), p.shape), params)
+  ours = MatmulConv(features, 4, 2)
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, params)
+  np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x), atol=1e-4)
+
+  def grads(module):
+    return jax.grad(lambda p, x: jnp.sum(jnp.sin(module.apply(p, x))), argnums=(0, 1))(params, x)
+  for a, b in zip(jax.tree.leaves(grads(ours)), jax.tree.leaves(grads(reference))):
+    np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
+
+
+def test_both_conv_forms_agree_on_the_same_params():
   frames = jax.random.randint(jax.random.key(0), (2, 64, 64, 3), 0, 256).astype(jnp.uint8)
   params = ConvVAE(32).init(jax.random.key(1), frames, jax.random.key(2))
-  a = ConvVAE(32, transposed_conv='matmul').apply(params, frames, jax.random.key(3))[0]
-  b = ConvVAE(32, transposed_conv='xla').apply(params, frames, jax.random.key(3))[0]
-  np.testing.assert_allclose(a, b, atol=1e-5)
+  a = ConvVAE(32).apply(params, frames, jax.random.key(3))
+  b = ConvVAE(32, transposed_conv='xla', strided_conv='xla').apply(params, frames,
+                                                                   jax.random.key(3))
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(x, y, atol=1e-5)
 
 
 def test_closed_form_kl_matches_monte_carlo():

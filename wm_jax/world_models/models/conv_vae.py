@@ -51,15 +51,67 @@ def to_unit_float(x: jax.Array, dtype=jnp.float32) -> jax.Array:
   return x.astype(dtype)
 
 
-class Encoder(nn.Module):
-  """[B, 64, 64, 3] in [0, 1] -> (mu [B, z], logvar [B, z])."""
-  z_size: int
+class MatmulConv(nn.Module):
+  """`nn.Conv(features, (k, k), strides=(s, s), padding='VALID')` (k a multiple of s) as one
+  matmul. Same parameters ('kernel' [k, k, C_in, C_out], 'bias') and outputs as nn.Conv; XLA's
+  CPU backend runs the strided conv's gradient several times slower (the first layer's 3
+  channels and the last's 6x6 inputs most). Space-to-depth by s makes it a stride-1 conv of
+  m x m taps (m = k/s) over blocks of s*s*C_in values; then, whichever moves fewer values:
+  - gathered taps: the m x m shifted blocks side by side, [B*H'*W', m*m*s*s*C_in] @
+    [m*m*s*s*C_in, C_out];
+  - overlap-add: every block times every tap, [B*(H'+m-1)*(W'+m-1), s*s*C_in] @
+    [s*s*C_in, m*m*C_out], the m x m shifted results added.
+  """
+  features: int
+  kernel_size: int = 4
+  stride: int = 2
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    for features in (32, 64, 128, 256):
-      x = nn.relu(nn.Conv(features, (4, 4), strides=(2, 2), padding='VALID', dtype=self.dtype)(x))
+    k, s = self.kernel_size, self.stride
+    batch, height, width, channels = x.shape
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, channels, self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    m = k // s
+    out_h, out_w = (height - k) // s + 1, (width - k) // s + 1
+    x = x[:, :(out_h + m - 1) * s, :(out_w + m - 1) * s].astype(self.dtype)
+    blocks = x.reshape(batch, out_h + m - 1, s, out_w + m - 1, s, channels).transpose(
+        0, 1, 3, 2, 4, 5).reshape(batch, out_h + m - 1, out_w + m - 1, s * s * channels)
+    # Kernel tap (s*a + r, s*b + q) meets the block shifted by (a, b), at its phase (r, q).
+    kernel = kernel.reshape(m, s, m, s, channels, self.features).astype(self.dtype)
+    if out_h * out_w * s * s * channels <= (out_h + m - 1) * (out_w + m - 1) * self.features:
+      columns = jnp.concatenate([blocks[:, a:a + out_h, b:b + out_w]
+                                 for a in range(m) for b in range(m)], axis=-1)
+      kernel = kernel.transpose(0, 2, 1, 3, 4, 5).reshape(-1, self.features)
+      y = columns.reshape(-1, m * m * s * s * channels) @ kernel
+      y = y.reshape(batch, out_h, out_w, self.features)
+    else:
+      kernel = kernel.transpose(1, 3, 4, 0, 2, 5).reshape(s * s * channels, -1)
+      taps = (blocks.reshape(-1, s * s * channels) @ kernel).reshape(
+          batch, out_h + m - 1, out_w + m - 1, m, m, self.features)
+      y = sum(taps[:, a:a + out_h, b:b + out_w, a, b] for a in range(m) for b in range(m))
+    return y + bias.astype(self.dtype)
+
+
+class Encoder(nn.Module):
+  """[B, 64, 64, 3] in [0, 1] -> (mu [B, z], logvar [B, z])."""
+  z_size: int
+  dtype: jnp.dtype = jnp.float32
+  strided_conv: str = 'matmul'  # 'matmul' (MatmulConv) or 'xla' (nn.Conv)
+
+  @nn.compact
+  def __call__(self, x):
+    for i, features in enumerate((32, 64, 128, 256)):
+      if self.strided_conv == 'matmul':
+        conv = MatmulConv(features, 4, 2, dtype=self.dtype, name=f'Conv_{i}')
+      elif self.strided_conv == 'xla':
+        conv = nn.Conv(features, (4, 4), strides=(2, 2), padding='VALID', dtype=self.dtype,
+                       name=f'Conv_{i}')
+      else:
+        raise ValueError(f"vae.model.strided_conv must be 'matmul' or 'xla', got "
+                         f'{self.strided_conv!r}.')
+      x = nn.relu(conv(x))
     x = x.reshape(x.shape[0], -1)  # [B, 2 * 2 * 256]
     mu = nn.Dense(self.z_size, dtype=self.dtype, name='mu')(x)
     logvar = nn.Dense(self.z_size, dtype=self.dtype, name='logvar')(x)
@@ -67,13 +119,17 @@ class Encoder(nn.Module):
 
 
 class MatmulConvTranspose(nn.Module):
-  """`nn.ConvTranspose(padding='VALID')` computed as one matmul plus an overlap-add.
+  """`nn.ConvTranspose(padding='VALID')` computed as one matmul.
 
   Same parameters ('kernel' [k, k, C_in, C_out], 'bias') and outputs as nn.ConvTranspose, but
-  no multiplications by the zeros that a lhs-dilated convolution inserts: every input pixel is
-  multiplied by the whole kernel ([B*H*W, C_in] @ [C_in, k*k*C_out]) and the k x k patches are
-  added into the output at stride s (kernel sizes not divisible by s are padded with zero taps). XLA's CPU backend runs the dilated form's gradient ~10x
-  slower; both forms are selectable (`ConvVAE.transposed_conv`) and tested equal.
+  no multiplications by the zeros that a lhs-dilated convolution inserts (XLA's CPU backend runs
+  that form's gradient ~10x slower; both forms are selectable, `ConvVAE.transposed_conv`, and
+  tested equal). Output pixel s*i + r (phase r) sums x[i - a] * tap s*a + r over a < m = ceil(k/s)
+  (kernels padded with zero taps to m*s). Two equal ways, whichever moves fewer values:
+  - overlap-add: every input pixel times the whole kernel ([B*H*W, C_in] @ [C_in, m*m*s*s*C_out]),
+    the m x m patches added into the output at stride s;
+  - gathered taps: the m x m shifted copies of the zero-padded input side by side
+    ([B*H'*W', m*m*C_in] @ [m*m*C_in, s*s*C_out]), the s x s phases then put in place.
   """
   features: int
   kernel_size: int
@@ -90,19 +146,44 @@ class MatmulConvTranspose(nn.Module):
     # pad the flipped kernel to m*s taps so tap t = s*a + r lands on output block h + a, phase r.
     m = -(-k // s)
     kernel = jnp.pad(kernel[::-1, ::-1], ((0, m * s - k), (0, m * s - k), (0, 0), (0, 0)))
+    kernel = kernel.reshape(m, s, m, s, channels, self.features).astype(self.dtype)
+    x = x.astype(self.dtype)
+    out_h, out_w = height + m - 1, width + m - 1  # In blocks of s x s output pixels.
+    if out_h * out_w * channels < height * width * s * s * self.features:
+      y = self._gathered_taps(x, kernel, m)
+    else:
+      y = self._overlap_add(x, kernel, m)
+    y = y.reshape(batch, out_h * s, out_w * s, self.features)
+    return y[:, :(height - 1) * s + k, :(width - 1) * s + k] + bias.astype(self.dtype)
+
+  def _overlap_add(self, x, kernel, m):
+    batch, height, width, channels = x.shape
+    s = self.stride
     # One 2D matmul [B*H*W, C_in] @ [C_in, (a, b, r, q, C_out)]: XLA's CPU backend is several
     # times slower on the equivalent 6D einsum inside the full decoder's gradient.
-    kernel = kernel.reshape(m, s, m, s, channels, self.features).transpose(4, 0, 2, 1, 3, 5)
-    patches = x.reshape(-1, channels).astype(self.dtype) @ kernel.reshape(channels, -1).astype(
-        self.dtype)
-    patches = patches.reshape(batch, height, width, m, m, s, s, self.features)
+    kernel = kernel.transpose(4, 0, 2, 1, 3, 5).reshape(channels, -1)
+    patches = (x.reshape(-1, channels) @ kernel).reshape(batch, height, width, m, m, s, s,
+                                                          self.features)
+    # Added up block by block with the s x s phases innermost, put in place once at the end.
     y = 0.0
     for a in range(m):
       for b in range(m):
-        block = patches[:, :, :, a, b].transpose(0, 1, 3, 2, 4, 5)  # [B, H, s, W, s, C]
-        y = y + jnp.pad(block, ((0, 0), (a, m - 1 - a), (0, 0), (b, m - 1 - b), (0, 0), (0, 0)))
-    y = y.reshape(batch, (height + m - 1) * s, (width + m - 1) * s, self.features)
-    return y[:, :(height - 1) * s + k, :(width - 1) * s + k] + bias.astype(self.dtype)
+        y = y + jnp.pad(patches[:, :, :, a, b],
+                        ((0, 0), (a, m - 1 - a), (b, m - 1 - b), (0, 0), (0, 0), (0, 0)))
+    return y.transpose(0, 1, 3, 2, 4, 5)  # [B, H', s, W', s, C]
+
+  def _gathered_taps(self, x, kernel, m):
+    batch, height, width, channels = x.shape
+    s = self.stride
+    padded = jnp.pad(x, ((0, 0), (m - 1, m - 1), (m - 1, m - 1), (0, 0)))
+    # Block i takes x[i - a] for tap a: the padded input shifted by m - 1 - a.
+    columns = jnp.concatenate(
+        [padded[:, m - 1 - a:m - 1 - a + height + m - 1, m - 1 - b:m - 1 - b + width + m - 1]
+         for a in range(m) for b in range(m)], axis=-1)
+    kernel = kernel.transpose(0, 2, 4, 1, 3, 5).reshape(m * m * channels, s * s * self.features)
+    y = (columns.reshape(-1, m * m * channels) @ kernel).reshape(
+        batch, height + m - 1, width + m - 1, s, s, self.features)
+    return y.transpose(0, 1, 3, 2, 4, 5)  # [B, H', s, W', s, C]
 
 
 class Decoder(nn.Module):
@@ -135,9 +216,10 @@ class ConvVAE(nn.Module):
   z_size: int = 32
   dtype: jnp.dtype = jnp.float32
   transposed_conv: str = 'matmul'  # How the decoder computes its transposed convs (same math).
+  strided_conv: str = 'matmul'  # How the encoder computes its strided convs (same math).
 
   def setup(self):
-    self.encoder = Encoder(self.z_size, self.dtype)
+    self.encoder = Encoder(self.z_size, self.dtype, self.strided_conv)
     self.decoder = Decoder(self.dtype, self.transposed_conv)
 
   def encode(self, frames):
