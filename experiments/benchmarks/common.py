@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import platform
 import time
 from typing import Any, Callable
 
@@ -78,8 +80,21 @@ def median_step_seconds(step, state, batch, steps: int) -> float:
 
 
 def environment() -> dict[str, Any]:
+  """The device, the host's CPU model and cores, and the JAX version."""
   return {'device': jax.devices()[0].device_kind, 'platform': jax.default_backend(),
-          'device_count': jax.device_count(), 'jax': jax.__version__}
+          'device_count': jax.device_count(), 'host_cpu': _cpu_model(),
+          'host_cores': os.cpu_count(), 'jax': jax.__version__}
+
+
+def _cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or 'unknown'
 
 
 def report(result: dict[str, Any], out: str | None) -> None:
