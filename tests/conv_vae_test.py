@@ -30,15 +30,15 @@ def test_shapes_and_range():
   np.testing.assert_allclose(jitted[0], reconstruction, atol=1e-5)
 
 
-# The first case takes the overlap-add path, the others the gathered taps (fewer values moved).
+@pytest.mark.parametrize('form', ['gathered', 'overlap_add'])
 @pytest.mark.parametrize('in_size, in_channels, features, kernel', [
     (1, 16, 8, 5), (5, 8, 4, 5), (13, 4, 3, 6), (3, 2, 2, 3)])
-def test_matmul_conv_transpose_equals_flax(in_size, in_channels, features, kernel):
+def test_matmul_conv_transpose_equals_flax(in_size, in_channels, features, kernel, form):
   x = jax.random.normal(jax.random.key(0), (2, in_size, in_size, in_channels))
   reference = nn.ConvTranspose(features, (kernel, kernel), strides=(2, 2), padding='VALID')
   params = reference.init(jax.random.key(1), x)
   params = jax.tree.map(lambda p: jax.random.normal(jax.random.key(2), p.shape), params)
-  ours = MatmulConvTranspose(features, kernel)
+  ours = MatmulConvTranspose(features, kernel, form=form)
   assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, params)
   np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x), atol=1e-4)
 
@@ -48,14 +48,14 @@ def test_matmul_conv_transpose_equals_flax(in_size, in_channels, features, kerne
     np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
 
 
-# V's first layer takes the gathered taps, the other cases the overlap-add (fewer values moved).
+@pytest.mark.parametrize('form', ['gathered', 'overlap_add'])
 @pytest.mark.parametrize('in_size, in_channels, features', [(64, 3, 32), (6, 8, 4), (7, 2, 3)])
-def test_matmul_conv_equals_flax(in_size, in_channels, features):
+def test_matmul_conv_equals_flax(in_size, in_channels, features, form):
   x = jax.random.normal(jax.random.key(0), (2, in_size, in_size, in_channels))
   reference = nn.Conv(features, (4, 4), strides=(2, 2), padding='VALID')
   params = reference.init(jax.random.key(1), x)
   params = jax.tree.map(lambda p: jax.random.normal(jax.random.key(2), p.shape), params)
-  ours = MatmulConv(features, 4, 2)
+  ours = MatmulConv(features, 4, 2, form=form)
   assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, params)
   np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x), atol=1e-4)
 

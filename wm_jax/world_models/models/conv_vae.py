@@ -51,6 +51,31 @@ def to_unit_float(x: jax.Array, dtype=jnp.float32) -> jax.Array:
   return x.astype(dtype)
 
 
+def matmul_conv_form(height: int, width: int, channels: int, features: int, kernel_size: int,
+                     stride: int = 2, transposed: bool = False) -> str:
+  """The form `MatmulConv` (or, `transposed`, `MatmulConvTranspose`) with form='auto' takes on
+  an input [B, height, width, channels]: 'gathered' or 'overlap_add', whichever moves fewer
+  values (the m x m shifted copies of the input side, or of the products)."""
+  m = -(-kernel_size // stride)
+  if transposed:  # Inputs padded to the output's H + m - 1 blocks; products of every input.
+    gathered, products = (height + m - 1) * (width + m - 1) * channels, (
+        height * width * stride * stride * features)
+  else:  # Space-to-depth blocks of H' + m - 1; outputs of H'.
+    out_h, out_w = (height - kernel_size) // stride + 1, (width - kernel_size) // stride + 1
+    gathered, products = out_h * out_w * stride * stride * channels, (
+        (out_h + m - 1) * (out_w + m - 1) * features)
+  return 'gathered' if gathered < products else 'overlap_add'
+
+
+def _form(module: nn.Module, x: jax.Array, transposed: bool) -> str:
+  if module.form == 'auto':
+    return matmul_conv_form(*x.shape[1:], module.features, module.kernel_size, module.stride,
+                            transposed)
+  if module.form not in ('gathered', 'overlap_add'):
+    raise ValueError(f"form must be 'auto', 'gathered' or 'overlap_add', got {module.form!r}.")
+  return module.form
+
+
 class MatmulConv(nn.Module):
   """`nn.Conv(features, (k, k), strides=(s, s), padding='VALID')` (k a multiple of s) as one
   matmul. Same parameters ('kernel' [k, k, C_in, C_out], 'bias') and outputs as nn.Conv; XLA's
@@ -66,6 +91,7 @@ class MatmulConv(nn.Module):
   kernel_size: int = 4
   stride: int = 2
   dtype: jnp.dtype = jnp.float32
+  form: str = 'auto'  # 'gathered', 'overlap_add', or 'auto': the one that moves fewer values.
 
   @nn.compact
   def __call__(self, x):
@@ -74,13 +100,14 @@ class MatmulConv(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, channels, self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
     m = k // s
+    form = _form(self, x, transposed=False)
     out_h, out_w = (height - k) // s + 1, (width - k) // s + 1
     x = x[:, :(out_h + m - 1) * s, :(out_w + m - 1) * s].astype(self.dtype)
     blocks = x.reshape(batch, out_h + m - 1, s, out_w + m - 1, s, channels).transpose(
         0, 1, 3, 2, 4, 5).reshape(batch, out_h + m - 1, out_w + m - 1, s * s * channels)
     # Kernel tap (s*a + r, s*b + q) meets the block shifted by (a, b), at its phase (r, q).
     kernel = kernel.reshape(m, s, m, s, channels, self.features).astype(self.dtype)
-    if out_h * out_w * s * s * channels <= (out_h + m - 1) * (out_w + m - 1) * self.features:
+    if form == 'gathered':
       columns = jnp.concatenate([blocks[:, a:a + out_h, b:b + out_w]
                                  for a in range(m) for b in range(m)], axis=-1)
       kernel = kernel.transpose(0, 2, 1, 3, 4, 5).reshape(-1, self.features)
@@ -135,6 +162,7 @@ class MatmulConvTranspose(nn.Module):
   kernel_size: int
   stride: int = 2
   dtype: jnp.dtype = jnp.float32
+  form: str = 'auto'  # 'gathered', 'overlap_add', or 'auto': the one that moves fewer values.
 
   @nn.compact
   def __call__(self, x):
@@ -149,7 +177,7 @@ class MatmulConvTranspose(nn.Module):
     kernel = kernel.reshape(m, s, m, s, channels, self.features).astype(self.dtype)
     x = x.astype(self.dtype)
     out_h, out_w = height + m - 1, width + m - 1  # In blocks of s x s output pixels.
-    if out_h * out_w * channels < height * width * s * s * self.features:
+    if _form(self, x, transposed=True) == 'gathered':
       y = self._gathered_taps(x, kernel, m)
     else:
       y = self._overlap_add(x, kernel, m)
