@@ -41,17 +41,14 @@ def adam_first_moment(opt_state):
   return next(node for node in jax.tree.leaves(opt_state, is_leaf=is_adam) if is_adam(node)).mu
 
 
-def assert_same_gradient_step(one, eight, learning_rate):
-  """Adam's first moment after one step is 0.1 x the gradient: equal to float tolerance. The
-  parameters may differ by up to two learning rates: Adam's first step (lr x g / |g|) turns the
-  rounding of a near-zero gradient (a bias before a BatchNorm), summed over the devices in
-  another order, into a whole step either way."""
+def assert_same_gradient(one, eight):
+  """Adam's first moment after one step is 0.1 x the gradient: equal to float tolerance. (The
+  parameters are not compared: Adam's first step, lr x g / |g|, turns the rounding of a
+  near-zero gradient summed over the devices in another order into a whole step either way.)"""
   mu_one, mu_eight = adam_first_moment(one.opt_state), adam_first_moment(eight.opt_state)
   scale = max(float(np.max(np.abs(x))) for x in jax.tree.leaves(mu_one))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6 * scale),
                mu_one, mu_eight)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, atol=2.01 * learning_rate),
-               one.params, eight.params)
 
 
 def assert_same_metrics(one, eight, rtol=1e-5):
@@ -70,7 +67,7 @@ def test_v_step():
   (one, metrics_one), (eight, metrics_eight) = on_meshes(
       lambda mesh: vae.jit_train_step(config, mesh), state, frames)
   assert_same_metrics(metrics_one, metrics_eight)
-  assert_same_gradient_step(one, eight, config.vae.learning_rate)
+  assert_same_gradient(one, eight)
 
 
 def test_vqvae_step_with_codebook_and_batch_norm_statistics():
@@ -86,7 +83,7 @@ def test_vqvae_step_with_codebook_and_batch_norm_statistics():
   assert_same_metrics(metrics_one, metrics_eight, rtol=1e-4)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5),
                (one.codebook, one.batch_stats), (eight.codebook, eight.batch_stats))
-  assert_same_gradient_step(one, eight, config.train.learning_rate)
+  assert_same_gradient(one, eight)
 
 
 def test_prior_step(vqvae_workdir, clip_workdir):
@@ -99,7 +96,7 @@ def test_prior_step(vqvae_workdir, clip_workdir):
       lambda mesh: prior_lib.jit_train_step(prior, mesh, NUM_DEVICES), state, frozen.variables,
       batch)
   assert_same_metrics(metrics_one, metrics_eight, rtol=1e-4)
-  assert_same_gradient_step(one, eight, config.train.learning_rate)
+  assert_same_gradient(one, eight)
 
 
 def test_m_step():
@@ -124,7 +121,7 @@ def test_m_step():
   (one, metrics_one), (eight, metrics_eight) = on_meshes(
       lambda mesh: mdn.jit_train_epoch(config, mesh), state, data, index, jax.random.key(1))
   assert_same_metrics(metrics_one, metrics_eight, rtol=1e-4)
-  assert_same_gradient_step(one, eight, m.learning_rate)
+  assert_same_gradient(one, eight)
 
 
 @pytest.mark.parametrize('train_in', ['dream', 'real'])

@@ -8,8 +8,8 @@ dream; the prior's sampling with and without the key/value cache; C's rollouts i
 FLOPs of one call (XLA's cost analysis, or counted by hand where XLA cannot: see each module),
 the achieved FLOP/s and its fraction of the best [4096, 4096] matmul on the same device in
 float32 and bfloat16, measured in the same run. Prints the markdown table and, with --out,
-writes DIR/benchmarks.json and DIR/benchmarks.md. The paper's sizes by default (about 10 minutes
-on a 2-core CPU); --quick shrinks the batches and lengths (a few minutes).
+writes DIR/benchmarks.json and DIR/benchmarks.md. The paper's sizes by default (about 13 minutes
+on a 2-core CPU); --quick shrinks the batches and lengths (about 2 minutes).
 """
 
 import json

@@ -8,7 +8,9 @@ hand: 3 x the forward matmuls (forward, and a backward of twice its cost).
 The real-environment rollout: C's episodes in pixel CartPole seen through V and M (`LatentEnv`:
 render 64x64, encode with V, step M), vmapped over episodes and run for `env.max_steps` steps in
 `lax.scan`, as the controller stage scores C; FLOPs from XLA's cost analysis of one step of all
-episodes, times the steps.
+episodes, times the steps. That count includes the work gymnax's auto-reset does on every step
+(a reset observation rendered and encoded, kept only where an episode ends): executed work,
+not only useful work.
 """
 
 import jax
@@ -79,4 +81,4 @@ def real_rollout(num_episodes: int = 64, repeats: int = 3) -> Row:
   return Row('real-env rollout (pixel CartPole via V, M)', f'{num_episodes} episodes x '
              f'{max_steps} steps, z {z}, LSTM {config.mdn.model.hidden_size}', 'env steps/s',
              num_episodes * max_steps, seconds, step_flop * max_steps,
-             'render, encode with V, step M; every step of every episode')
+             'render, encode with V, step M; FLOPs include the auto-reset computed every step')

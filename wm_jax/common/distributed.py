@@ -5,11 +5,13 @@ from then on `jax.devices()` lists every process's devices, the trainers' mesh s
 (`mesh.data` = the global device count), and each jitted step runs once over the whole mesh.
 Each process reads its own shard of the data (grain's `ShardByJaxProcess`) and contributes its
 rows of every global batch (`global_batch`). Orbax writes each checkpoint once for all processes
-(each grain iterator's position beside it, a file per process); process 0 alone writes logs,
-images and results (`is_primary`) and holds the workdir lock.
+(each grain iterator's position beside it, a file per process: a run resumes on the same number
+of processes, on any number of devices); process 0 alone writes logs, images and results
+(`is_primary`) and holds the workdir lock.
 
-A single process is the special case: process 0 of 1, every call here a no-op or a plain
-`device_put`.
+Join before anything starts JAX's backend: importing gymnax does (a module-level array), so
+call `initialize` before importing `wm_jax.world_models` or `wm_jax.videogpt`. A single
+process is the special case: process 0 of 1.
 """
 
 from __future__ import annotations

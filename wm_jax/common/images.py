@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 
-import jax
 import numpy as np
 from PIL import Image
+
+from wm_jax.common import distributed
 
 
 def to_uint8(frames) -> np.ndarray:
@@ -22,7 +23,7 @@ def image_strip(rows: list[np.ndarray]) -> np.ndarray:
 
 def save_png(path: str, image: np.ndarray, scale: int = 2) -> None:
   """Writes a uint8 image [H, W, 3] (in a multi-process run, process 0 does)."""
-  if jax.process_index() != 0:
+  if not distributed.is_primary():
     return
   height, width = image.shape[:2]
   Image.fromarray(image).resize((width * scale, height * scale), Image.NEAREST).save(path)
@@ -30,7 +31,7 @@ def save_png(path: str, image: np.ndarray, scale: int = 2) -> None:
 
 def save_gif(path: str, frames: list[np.ndarray], scale: int = 2, fps: int = 8) -> None:
   """uint8 images [H, W, 3], one per frame, as a looping GIF (written by process 0)."""
-  if jax.process_index() != 0:
+  if not distributed.is_primary():
     return
   images = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST)
             for f in frames]

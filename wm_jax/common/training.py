@@ -23,6 +23,7 @@ from tqdm import auto as tqdm  # A live widget bar in notebooks (Colab), text el
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tensorboardX import SummaryWriter
 
+from wm_jax.common import distributed
 from wm_jax.common.config import check_same
 
 
@@ -252,8 +253,8 @@ class MetricsLog:
 
   def __init__(self, directory: str):
     self.path = os.path.join(directory, 'metrics.jsonl')
-    self.writer = SummaryWriter(os.path.join(directory, 'tensorboard')) if jax.process_index(
-    ) == 0 else None
+    self.writer = (SummaryWriter(os.path.join(directory, 'tensorboard'))
+                   if distributed.is_primary() else None)
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     if self.writer is None:
@@ -275,7 +276,7 @@ class MetricsLog:
 def write_results(path: str, results: Mapping[str, Any]) -> None:
   """Writes `results` as JSON to `path`, atomically: a run's last output, whose presence means
   every other output is there. In a multi-process run process 0 writes it."""
-  if jax.process_index() != 0:
+  if not distributed.is_primary():
     return
   with open(path + '.tmp', 'w') as f:
     json.dump(results, f, indent=2)
@@ -328,7 +329,7 @@ def fit(state, step_fn: Callable, batches: Iterator, manager: ocp.CheckpointMana
     for step in range(first + 1, num_steps + 1):
       batch = next(batches)
       state, metrics = step_fn(state, place(batch))
-      window.add(metrics, len(jax.tree.leaves(batch)[0]))
+      window.add(metrics, len(jax.tree.leaves(batch)[0]) * jax.process_count())  # Global rows.
       last = step == num_steps
       if step % log_every == 0 or last:
         means, rate = window.flush(step)

@@ -23,7 +23,7 @@ import socket
 import time
 from typing import Callable, Iterator
 
-import jax
+from wm_jax.common import distributed
 
 LOCK_FILE = '.lock'
 _held: dict[str, int] = {}  # lock path -> how many times this process entered it
@@ -93,7 +93,7 @@ def workdir_lock(workdir: str) -> Iterator[None]:
   """Holds `workdir`'s lock (creating the workdir) for the duration of the block."""
   workdir = os.path.abspath(workdir)
   path = os.path.join(workdir, LOCK_FILE)
-  if jax.process_index() != 0:
+  if not distributed.is_primary():
     yield
     return
   if _held.get(path):

@@ -23,9 +23,10 @@ from wm_jax.world_models import configs
 from wm_jax.world_models.stages import (collect, controller, encode, evaluate, iterate, mdn,
                                         vae)
 
-# The stages that run on every process of a multi-process run (`wm_jax.common.distributed`); the
-# others write datasets or step host environments from one process.
-MULTI_PROCESS_STAGES = ('vae', 'mdn', 'controller')
+# The stages that run on every process of a multi-process run (`wm_jax.common.distributed`): V's
+# training, tested with two processes. The others run in one process (M and C are not yet made
+# safe for several: their checkpoint directories are cleared and restored by every process).
+MULTI_PROCESS_STAGES = ('vae',)
 STAGES: dict[str, Callable[[ml_collections.ConfigDict, str], dict[str, Any]]] = {
     'collect': collect.collect,
     'vae': vae.train_and_evaluate,

@@ -49,7 +49,7 @@ def _add_data_and_v(config: ml_collections.ConfigDict) -> None:
   config.vae.model.z_size = 32
   config.vae.model.dtype = 'float32'
   # 'matmul' or 'xla': two computations of the same transposed (decoder) and strided (encoder)
-  # convs (models/conv_vae.py); 'matmul' is 2-3x faster on CPU.
+  # convs (models/conv_vae.py); 'matmul' trains V 3.7x faster on a 2-core CPU (BENCHMARKS.md).
   config.vae.model.transposed_conv = 'matmul'
   config.vae.model.strided_conv = 'matmul'
   config.vae.kl_tolerance = 0.5

@@ -99,6 +99,8 @@ class MatmulConv(nn.Module):
     batch, height, width, channels = x.shape
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, channels, self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    if k % s:
+      raise ValueError(f'MatmulConv needs kernel_size ({k}) to be a multiple of stride ({s}).')
     m = k // s
     form = _form(self, x, transposed=False)
     out_h, out_w = (height - k) // s + 1, (width - k) // s + 1
