@@ -34,11 +34,17 @@ def test_shapes_and_range():
 @pytest.mark.parametrize('in_size, in_channels, features, kernel', [
     (1, 16, 8, 5), (5, 8, 4, 5), (13, 4, 3, 6), (3, 2, 2, 3)])
 def test_matmul_conv_transpose_equals_flax(in_size, in_channels, features, kernel, form):
+  assert_same_as_flax(MatmulConvTranspose(features, kernel, form=form),
+                      nn.ConvTranspose(features, (kernel, kernel), strides=(2, 2), padding='VALID'),
+                      in_size, in_channels)
+
+
+def assert_same_as_flax(ours: nn.Module, reference: nn.Module, in_size: int, in_channels: int):
+  """`ours` has the parameter tree of the flax layer `reference` and, on random parameters, its
+  outputs and gradients (parameters and input)."""
   x = jax.random.normal(jax.random.key(0), (2, in_size, in_size, in_channels))
-  reference = nn.ConvTranspose(features, (kernel, kernel), strides=(2, 2), padding='VALID')
   params = reference.init(jax.random.key(1), x)
   params = jax.tree.map(lambda p: jax.random.normal(jax.random.key(2), p.shape), params)
-  ours = MatmulConvTranspose(features, kernel, form=form)
   assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, params)
   np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x), atol=1e-4)
 
@@ -51,18 +57,9 @@ def test_matmul_conv_transpose_equals_flax(in_size, in_channels, features, kerne
 @pytest.mark.parametrize('form', ['gathered', 'overlap_add'])
 @pytest.mark.parametrize('in_size, in_channels, features', [(64, 3, 32), (6, 8, 4), (7, 2, 3)])
 def test_matmul_conv_equals_flax(in_size, in_channels, features, form):
-  x = jax.random.normal(jax.random.key(0), (2, in_size, in_size, in_channels))
-  reference = nn.Conv(features, (4, 4), strides=(2, 2), padding='VALID')
-  params = reference.init(jax.random.key(1), x)
-  params = jax.tree.map(lambda p: jax.random.normal(jax.random.key(2), p.shape), params)
-  ours = MatmulConv(features, 4, 2, form=form)
-  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, params)
-  np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x), atol=1e-4)
-
-  def grads(module):
-    return jax.grad(lambda p, x: jnp.sum(jnp.sin(module.apply(p, x))), argnums=(0, 1))(params, x)
-  for a, b in zip(jax.tree.leaves(grads(ours)), jax.tree.leaves(grads(reference))):
-    np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
+  assert_same_as_flax(MatmulConv(features, 4, 2, form=form),
+                      nn.Conv(features, (4, 4), strides=(2, 2), padding='VALID'), in_size,
+                      in_channels)
 
 
 def test_both_conv_forms_agree_on_the_same_params():

@@ -67,16 +67,31 @@ def matmul_conv_form(height: int, width: int, channels: int, features: int, kern
   return 'gathered' if gathered < products else 'overlap_add'
 
 
-def _form(module: nn.Module, x: jax.Array, transposed: bool) -> str:
-  if module.form == 'auto':
-    return matmul_conv_form(*x.shape[1:], module.features, module.kernel_size, module.stride,
-                            transposed)
-  if module.form not in ('gathered', 'overlap_add'):
-    raise ValueError(f"form must be 'auto', 'gathered' or 'overlap_add', got {module.form!r}.")
-  return module.form
+class _MatmulConvBase(nn.Module):
+  """What MatmulConv and MatmulConvTranspose share: their fields, flax's parameters and the form."""
+  features: int
+  kernel_size: int
+  stride: int = 2
+  dtype: jnp.dtype = jnp.float32
+  form: str = 'auto'  # 'gathered', 'overlap_add', or 'auto': the one that moves fewer values.
+  transposed = False
+
+  def kernel_and_bias(self, channels: int) -> tuple[jax.Array, jax.Array]:
+    """flax's 'kernel' [k, k, C_in, C_out] and 'bias' [C_out] (call from the compact method)."""
+    k = self.kernel_size
+    return (self.param('kernel', nn.initializers.lecun_normal(), (k, k, channels, self.features)),
+            self.param('bias', nn.initializers.zeros, (self.features,)))
+
+  def pick_form(self, x: jax.Array) -> str:
+    if self.form == 'auto':
+      return matmul_conv_form(*x.shape[1:], self.features, self.kernel_size, self.stride,
+                              self.transposed)
+    if self.form not in ('gathered', 'overlap_add'):
+      raise ValueError(f"form must be 'auto', 'gathered' or 'overlap_add', got {self.form!r}.")
+    return self.form
 
 
-class MatmulConv(nn.Module):
+class MatmulConv(_MatmulConvBase):
   """`nn.Conv(features, (k, k), strides=(s, s), padding='VALID')` (k a multiple of s) as one
   matmul. Same parameters ('kernel' [k, k, C_in, C_out], 'bias') and outputs as nn.Conv; XLA's
   CPU backend runs the strided conv's gradient several times slower (the first layer's 3
@@ -87,22 +102,16 @@ class MatmulConv(nn.Module):
   - overlap-add: every block times every tap, [B*(H'+m-1)*(W'+m-1), s*s*C_in] @
     [s*s*C_in, m*m*C_out], the m x m shifted results added.
   """
-  features: int
-  kernel_size: int = 4
-  stride: int = 2
-  dtype: jnp.dtype = jnp.float32
-  form: str = 'auto'  # 'gathered', 'overlap_add', or 'auto': the one that moves fewer values.
 
   @nn.compact
   def __call__(self, x):
     k, s = self.kernel_size, self.stride
     batch, height, width, channels = x.shape
-    kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, channels, self.features))
-    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    kernel, bias = self.kernel_and_bias(channels)
     if k % s:
       raise ValueError(f'MatmulConv needs kernel_size ({k}) to be a multiple of stride ({s}).')
     m = k // s
-    form = _form(self, x, transposed=False)
+    form = self.pick_form(x)
     out_h, out_w = (height - k) // s + 1, (width - k) // s + 1
     x = x[:, :(out_h + m - 1) * s, :(out_w + m - 1) * s].astype(self.dtype)
     blocks = x.reshape(batch, out_h + m - 1, s, out_w + m - 1, s, channels).transpose(
@@ -147,7 +156,7 @@ class Encoder(nn.Module):
     return mu.astype(jnp.float32), logvar.astype(jnp.float32)
 
 
-class MatmulConvTranspose(nn.Module):
+class MatmulConvTranspose(_MatmulConvBase):
   """`nn.ConvTranspose(padding='VALID')` computed as one matmul.
 
   Same parameters ('kernel' [k, k, C_in, C_out], 'bias') and outputs as nn.ConvTranspose, but
@@ -160,18 +169,13 @@ class MatmulConvTranspose(nn.Module):
   - gathered taps: the m x m shifted copies of the zero-padded input side by side
     ([B*H'*W', m*m*C_in] @ [m*m*C_in, s*s*C_out]), the s x s phases then put in place.
   """
-  features: int
-  kernel_size: int
-  stride: int = 2
-  dtype: jnp.dtype = jnp.float32
-  form: str = 'auto'  # 'gathered', 'overlap_add', or 'auto': the one that moves fewer values.
+  transposed = True
 
   @nn.compact
   def __call__(self, x):
     k, s = self.kernel_size, self.stride
     batch, height, width, channels = x.shape
-    kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, channels, self.features))
-    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    kernel, bias = self.kernel_and_bias(channels)
     # nn.ConvTranspose (transpose_kernel=False) sends x[h] * kernel[k - 1 - t] to output s*h + t;
     # pad the flipped kernel to m*s taps so tap t = s*a + r lands on output block h + a, phase r.
     m = -(-k // s)
@@ -179,7 +183,7 @@ class MatmulConvTranspose(nn.Module):
     kernel = kernel.reshape(m, s, m, s, channels, self.features).astype(self.dtype)
     x = x.astype(self.dtype)
     out_h, out_w = height + m - 1, width + m - 1  # In blocks of s x s output pixels.
-    if _form(self, x, transposed=True) == 'gathered':
+    if self.pick_form(x) == 'gathered':
       y = self._gathered_taps(x, kernel, m)
     else:
       y = self._overlap_add(x, kernel, m)
