@@ -51,6 +51,33 @@ def tiny_vqvae_config(workdir):
   return config
 
 
+def adam_first_moment(opt_state):
+  """The first moment of the Adam inside an optax state: 0.1 x the gradient after one step."""
+  import optax
+  is_adam = lambda node: isinstance(node, optax.ScaleByAdamState)
+  return next(node for node in jax.tree.leaves(opt_state, is_leaf=is_adam) if is_adam(node)).mu
+
+
+def random_sequences(config, num_chunks: int):
+  """(M's dataset of `num_chunks` chunks of `mdn.chunk_length` random steps in two episodes,
+  their lengths): mdn.Sequences on host."""
+  import numpy as np
+  from wm_jax.world_models.stages import mdn
+  steps = num_chunks * config.mdn.chunk_length
+  rng = np.random.default_rng(0)
+  lengths = np.array([steps // 2, steps - steps // 2])
+  position = np.arange(steps) % lengths[0]
+  data = mdn.Sequences(
+      mu=rng.normal(size=(steps, config.vae.model.z_size)).astype(np.float32),
+      logvar=rng.normal(-2.0, 0.5, (steps, config.vae.model.z_size)).astype(np.float32),
+      actions=np.eye(2, dtype=np.float32)[rng.integers(0, 2, steps)],
+      restarts=(position == 0).astype(np.float32),
+      has_next=(position != lengths[0] - 1).astype(np.float32),
+      terminals=(np.arange(steps) == steps - 1).astype(np.float32),
+      rewards=np.ones(steps, np.float32))
+  return data, lengths
+
+
 def tiny_prior_config(vqvae_workdir, clip_workdir):
   """`videogpt_cartpole:tiny` over the VQ-VAE run in `vqvae_workdir`."""
   from wm_jax.videogpt import configs

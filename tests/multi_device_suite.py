@@ -4,7 +4,6 @@ own, started with 8 host devices."""
 
 import jax
 import numpy as np
-import optax
 import pytest
 
 from wm_jax.common import training
@@ -16,7 +15,7 @@ from wm_jax.videogpt import vqvae
 from wm_jax.videogpt.latent_prior import FrozenVQVAE, Prior, clip_batches, first_batches
 from wm_jax.videogpt import prior as prior_lib
 
-from conftest import tiny_prior_config, tiny_vqvae_config
+from conftest import adam_first_moment, random_sequences, tiny_prior_config, tiny_vqvae_config
 
 NUM_DEVICES = 8
 
@@ -34,11 +33,6 @@ def on_meshes(make_step, state, *batch):
       assert any(op in program for op in ('all-reduce', 'all-gather', 'reduce-scatter'))
     results.append(jax.device_get(step(placed, *batch)))
   return results
-
-
-def adam_first_moment(opt_state):
-  is_adam = lambda node: isinstance(node, optax.ScaleByAdamState)
-  return next(node for node in jax.tree.leaves(opt_state, is_leaf=is_adam) if is_adam(node)).mu
 
 
 def assert_same_gradient(one, eight):
@@ -104,17 +98,7 @@ def test_m_step():
   config = wm_configs.get('default:tiny')
   m = config.mdn
   m.num_streams = NUM_DEVICES
-  steps = NUM_DEVICES * m.chunk_length
-  rng = np.random.default_rng(0)
-  lengths = np.array([steps // 2, steps - steps // 2])
-  data = mdn.Sequences(
-      mu=rng.normal(size=(steps, config.vae.model.z_size)).astype(np.float32),
-      logvar=rng.normal(-2.0, 0.5, (steps, config.vae.model.z_size)).astype(np.float32),
-      actions=np.eye(2, dtype=np.float32)[rng.integers(0, 2, steps)],
-      restarts=(np.arange(steps) % lengths[0] == 0).astype(np.float32),
-      has_next=(np.arange(steps) % lengths[0] != lengths[0] - 1).astype(np.float32),
-      terminals=(np.arange(steps) == steps - 1).astype(np.float32),
-      rewards=np.ones(steps, np.float32))
+  data, lengths = random_sequences(config, NUM_DEVICES)
   index = mdn.epoch_index(lengths, m.num_streams, m.chunk_length, config.seed, epoch=0)
   assert index.shape == (NUM_DEVICES, 1, m.chunk_length)
   state = mdn.create_train_state(config, jax.random.PRNGKey(0))

@@ -81,12 +81,21 @@ def check_ranges(config: ml_collections.ConfigDict, rules: Mapping[str, str]) ->
 
 
 def fingerprint(config: ml_collections.ConfigDict, sections: tuple[str, ...],
-                ignore: tuple[str, ...] = ()) -> dict[str, Any]:
-  """The flat JSON-able values of `sections` that an output depends on, minus `ignore`."""
+                ignore: tuple[str, ...] = (),
+                added_later: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """The flat JSON-able values of `sections` that an output depends on, minus `ignore`.
+
+  added_later: keys added to the configs after outputs were written without them, each with
+  the value those outputs were computed with ({'model.dtype': 'float32'}). A key at that value
+  is left out, so the fingerprints stored by older runs still match.
+  """
   flat = flatten({name: config[name].to_dict() if isinstance(config[name], ml_collections.ConfigDict)
                   else config[name] for name in sections})
+  added_later = added_later or {}
+  kept = {key: value for key, value in flat.items()
+          if key not in ignore and not (key in added_later and value == added_later[key])}
   # Through JSON, so that it compares equal to a stored copy (tuples become lists).
-  return json.loads(json.dumps({key: value for key, value in flat.items() if key not in ignore}))
+  return json.loads(json.dumps(kept))
 
 
 def check_same(saved: Mapping[str, Any], current: Mapping[str, Any], where: str) -> None:

@@ -47,6 +47,8 @@ from wm_jax.videogpt.vqvae import check_eval_clips
 # Keys that may change between a run and its resumption without changing what it trains.
 RESUMABLE_KEYS = ('train.log_every', 'train.eval_every', 'train.checkpoint_every',
                   'model.attention_impl')  # Both implementations give the same numbers.
+# Keys added after runs were written without them, at the value those runs used (`fingerprint`).
+ADDED_LATER = {'model.dtype': 'float32'}
 # Config values refused before anything runs (`check_ranges`); the clip shape is the VQ-VAE's.
 RANGES = {'data.batch_size': '>= 1', 'data.action_dim': '>= 0', 'model.width': '>= 1',
           'model.num_heads': '>= 1', 'model.num_layers': '>= 1', 'model.dropout': '>= 0',
@@ -116,7 +118,8 @@ def _evaluate_and_log(state: TrainState, step: int, prior: Prior, batches,
 
 
 def prior_fingerprint(config: ml_collections.ConfigDict, vqvae: FrozenVQVAE) -> dict[str, Any]:
-  meta = fingerprint(config, ('data', 'model', 'train'), ignore=RESUMABLE_KEYS)
+  meta = fingerprint(config, ('data', 'model', 'train'), ignore=RESUMABLE_KEYS,
+                     added_later=ADDED_LATER)
   meta.update({'seed': config.seed, **{f'vqvae.{k}': v for k, v in vqvae.fingerprint.items()}})
   return meta
 

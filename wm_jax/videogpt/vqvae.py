@@ -39,6 +39,8 @@ from wm_jax.common.workdir_lock import holds_workdir_lock
 RESUMABLE_KEYS = ('train.num_steps', 'train.log_every', 'train.eval_every',
                   'train.checkpoint_every', 'eval.num_clips', 'eval.batch_size',
                   'eval.fvd_trials', 'eval.fvd_videos')
+# Keys added after runs were written without them, at the value those runs used (`fingerprint`).
+ADDED_LATER = {'model.dtype': 'float32'}
 # Config values refused before anything runs (`check_ranges`).
 RANGES = {'data.num_frames': '>= 1', 'data.resolution': '>= 1', 'data.channels': '>= 1',
           'data.batch_size': '>= 1', 'model.num_codes': '>= 1', 'train.learning_rate': '> 0',
@@ -168,7 +170,8 @@ def reconstruction_fvd(originals: np.ndarray, reconstructions: np.ndarray, trial
 
 
 def vqvae_fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  meta = fingerprint(config, ('data', 'model', 'train'), ignore=RESUMABLE_KEYS)
+  meta = fingerprint(config, ('data', 'model', 'train'), ignore=RESUMABLE_KEYS,
+                     added_later=ADDED_LATER)
   meta['seed'] = config.seed
   return meta
 

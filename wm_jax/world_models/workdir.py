@@ -46,6 +46,9 @@ STAGE_INPUTS = {
 NEVER_CHANGE_OUTPUT = ('env.num_workers', 'vae.log_every', 'vae.eval_every',
                        'vae.checkpoint_every', 'controller.eval_every', 'controller.eval_episodes',
                        'vae.model.strided_conv')
+# Keys added after workdirs were written without them, at the value those workdirs used: left
+# out of fingerprints at that value, so the workdirs still resume.
+ADDED_LATER = {'mdn.model.dtype': 'float32'}
 # The key that only extends a stage's run: its checkpoints resume across a larger value (later
 # stages' outputs still depend on it).
 EXTENDS = {'vae': 'vae.num_steps', 'mdn': 'mdn.num_epochs',
@@ -122,7 +125,7 @@ def fingerprint(config: ml_collections.ConfigDict, stage: str, round_index: int 
     ignore += (EXTENDS[stage],)
   if stage == 'controller' and checkpoints and config.controller.train_in == 'dream':
     ignore += ('controller.sample_z',)  # C's training; its real-env scores still depend on it.
-  meta.update(section_fingerprint(config, sections, ignore=ignore))
+  meta.update(section_fingerprint(config, sections, ignore=ignore, added_later=ADDED_LATER))
   if round_index and stage == 'mdn':
     meta['round'] = round_index
   return meta

@@ -68,6 +68,9 @@ def _add_model_and_training(config: ml_collections.ConfigDict) -> None:
   config.model.resnet_blocks = (2, 2, 2, 2)
   config.model.resnet_widths = (64, 128, 256, 240)
   config.model.resnet_stem = 64
+  # 'bfloat16': mixed precision (parameters, softmax and logits float32); BENCHMARKS.md has its
+  # speed and loss beside float32.
+  config.model.dtype = 'float32'
 
   config.train = ml_collections.ConfigDict()
   config.train.learning_rate = 3e-4  # Adam, cosine decay to 0 over num_steps (authors' code).

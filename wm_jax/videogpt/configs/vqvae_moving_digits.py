@@ -41,6 +41,9 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   # Not in the paper: codes relative to this frame of each clip (None: the paper's VQ-VAE); see
   # wm_jax/videogpt/models/video_vqvae.py and docs/videogpt.md (the CartPole world model).
   config.model.reference_frame = ml_collections.config_dict.placeholder(int)
+  # 'bfloat16': mixed precision (parameters and statistics float32); BENCHMARKS.md has its
+  # speed and loss beside float32.
+  config.model.dtype = 'float32'
 
   config.train = ml_collections.ConfigDict()
   config.train.learning_rate = 7e-4  # Paper: 7e-4 (authors' code: 3e-4).

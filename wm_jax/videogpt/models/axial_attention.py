@@ -9,6 +9,8 @@ the attentions along T, H and W (2 heads each, as in the authors' code).
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -22,6 +24,7 @@ class AxialAttention(nn.Module):
   """
   num_heads: int
   axis: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -35,10 +38,10 @@ class AxialAttention(nn.Module):
     batch_shape, length = lines.shape[:-2], lines.shape[-2]
     lines = lines.reshape(-1, length, channels)
     head = (self.num_heads, channels // self.num_heads)
-    q, k, v = (nn.DenseGeneral(head, use_bias=False, name=name)(lines)
+    q, k, v = (nn.DenseGeneral(head, use_bias=False, dtype=self.dtype, name=name)(lines)
                for name in ('query', 'key', 'value'))
     out = jax.nn.dot_product_attention(q, k, v)  # [lines, length, heads, head_dim]
-    out = nn.DenseGeneral(channels, axis=(-2, -1), name='out')(out)
+    out = nn.DenseGeneral(channels, axis=(-2, -1), dtype=self.dtype, name='out')(out)
     return jnp.moveaxis(out.reshape(*batch_shape, length, channels), -2, self.axis)
 
 
@@ -46,6 +49,7 @@ class AxialBlock(nn.Module):
   """Position embeddings + attention along T, H and W, summed: [B, T, H, W, C] -> same."""
   num_heads: int = 2
   position_embeddings: bool = True  # The paper's; the authors' VQ-VAE code has none.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -54,6 +58,6 @@ class AxialBlock(nn.Module):
       init = nn.initializers.normal(0.02)
       x = (x + self.param('position_t', init, (t, 1, 1, c))
            + self.param('position_h', init, (1, h, 1, c))
-           + self.param('position_w', init, (1, 1, w, c)))
-    return sum(AxialAttention(self.num_heads, axis, name=f'attention_{name}')(x)
+           + self.param('position_w', init, (1, 1, w, c))).astype(self.dtype)
+    return sum(AxialAttention(self.num_heads, axis, self.dtype, name=f'attention_{name}')(x)
                for axis, name in ((1, 't'), (2, 'h'), (3, 'w')))

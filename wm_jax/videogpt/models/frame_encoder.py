@@ -14,30 +14,35 @@ The paper conditions BAIR on ResNet-34 and Moving MNIST on ResNet-18.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from wm_jax.videogpt.models.position_embedding import AxisPositionEmbedding
 
 STAGE_STRIDES = ((1, 1, 1), (1, 2, 2), (1, 2, 2), (1, 1, 1))
 
 
-def _conv(features: int, kernel: int, strides=(1, 1, 1)) -> nn.Conv:
-  return nn.Conv(features, (kernel,) * 3, strides=strides, padding='SAME', use_bias=False)
+def _conv(features: int, kernel: int, dtype: Any, strides=(1, 1, 1)) -> nn.Conv:
+  return nn.Conv(features, (kernel,) * 3, strides=strides, padding='SAME', use_bias=False,
+                 dtype=dtype)
 
 
 class BasicBlock(nn.Module):
   features: int
   strides: tuple[int, int, int] = (1, 1, 1)
   project: bool = False  # Shortcut through a strided 1x1x1 conv + LN (each stage's first block).
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    h = nn.relu(nn.LayerNorm()(_conv(self.features, 3, self.strides)(x)))
-    h = nn.relu(nn.LayerNorm()(_conv(self.features, 3)(h)))
-    shortcut = nn.LayerNorm()(_conv(self.features, 1, self.strides)(x)) if self.project else x
+    norm = lambda: nn.LayerNorm(dtype=self.dtype)
+    h = nn.relu(norm()(_conv(self.features, 3, self.dtype, self.strides)(x)))
+    h = nn.relu(norm()(_conv(self.features, 3, self.dtype)(h)))
+    shortcut = (norm()(_conv(self.features, 1, self.dtype, self.strides)(x)) if self.project
+                else x)
     return nn.relu(h + shortcut)
 
 
@@ -46,6 +51,7 @@ class FrameEncoder(nn.Module):
   blocks_per_stage: Sequence[int] = (2, 2, 2, 2)
   widths: Sequence[int] = (64, 128, 256, 240)
   stem_width: int = 64
+  dtype: Any = jnp.float32  # Compute dtype; the tokens come out in it.
 
   @nn.compact
   def __call__(self, frames: jax.Array) -> jax.Array:
@@ -55,11 +61,11 @@ class FrameEncoder(nn.Module):
     if len(self.blocks_per_stage) != 4 or len(self.widths) != 4:
       raise ValueError('The frame encoder has four stages: blocks_per_stage and widths need four '
                        f'entries, got {self.blocks_per_stage} and {self.widths}.')
-    x = nn.relu(nn.LayerNorm()(_conv(self.stem_width, 3)(frames)))
+    x = nn.relu(nn.LayerNorm(dtype=self.dtype)(_conv(self.stem_width, 3, self.dtype)(frames)))
     for stage, (blocks, width, strides) in enumerate(
         zip(self.blocks_per_stage, self.widths, STAGE_STRIDES)):
       for block in range(blocks):
         x = BasicBlock(width, strides if block == 0 else (1, 1, 1), project=block == 0,
-                       name=f'stage{stage}_block{block}')(x)
-    x = x + AxisPositionEmbedding(x.shape[1:4], x.shape[-1])()
+                       dtype=self.dtype, name=f'stage{stage}_block{block}')(x)
+    x = x + AxisPositionEmbedding(x.shape[1:4], x.shape[-1])().astype(self.dtype)
     return x.reshape(x.shape[0], -1, x.shape[-1])

@@ -103,14 +103,14 @@ def masked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array |
                      dropout: Callable[[jax.Array], jax.Array] | None = None) -> jax.Array:
   """softmax(q k^T / sqrt(d) where mask) v for q [B, Q, h, d], k [B, K, h, d], v [B, K, h, dv],
   mask (None: all keys) broadcastable to [B, h, Q, K]; `dropout` acts on the probabilities.
-  Every query must see at least one key."""
-  scores = jnp.einsum('bqhd,bkhd->bhqk', q, k) / np.sqrt(q.shape[-1]).astype(q.dtype)
+  Every query must see at least one key. The softmax runs in float32 whatever q's dtype."""
+  scores = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32) / np.sqrt(q.shape[-1])
   if mask is not None:
     scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
   probs = jax.nn.softmax(scores, axis=-1)
   if dropout is not None:
     probs = dropout(probs)
-  return jnp.einsum('bhqk,bkhd->bqhd', probs, v)
+  return jnp.einsum('bhqk,bkhd->bqhd', probs.astype(v.dtype), v)
 
 
 def mask_row(latent_shape: tuple[int, ...], pattern: str, index: jax.Array, block_size: int = 32,

@@ -18,7 +18,7 @@ phases vs 0.09 s by matmul. Both impls are selectable (`conv_impl`) and tested e
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -44,10 +44,12 @@ def _conv(x: jax.Array, kernel: jax.Array, padding, strides=(1, 1, 1)) -> jax.Ar
 
 def _parameters(module: nn.Module, in_features: int, out_features: int,
                 kernel_init=nn.initializers.lecun_normal()):
+  """The float32 kernel [4, 4, 4, C_in, C_out] and bias, cast to `module.dtype`."""
   if module.impl not in ('folded', 'xla'):
     raise ValueError(f"The strided conv impl must be 'folded' or 'xla', got {module.impl!r}.")
   kernel = module.param('kernel', kernel_init, (KERNEL, KERNEL, KERNEL, in_features, out_features))
-  return kernel, module.param('bias', nn.initializers.zeros, (out_features,))
+  bias = module.param('bias', nn.initializers.zeros, (out_features,))
+  return kernel.astype(module.dtype), bias.astype(module.dtype)
 
 
 class DownConv3D(nn.Module):
@@ -55,12 +57,14 @@ class DownConv3D(nn.Module):
   features: int
   strides: Sequence[int]
   impl: str = 'folded'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     _check_strides(self.strides)
     channels = x.shape[-1]
     kernel, bias = _parameters(self, channels, self.features)
+    x = x.astype(self.dtype)
     padding = [DOWN_PADDING[s] for s in self.strides]
     if self.impl == 'xla':
       return _conv(x, kernel, padding, tuple(self.strides)) + bias
@@ -84,11 +88,13 @@ class UpConv3D(nn.Module):
   strides: Sequence[int]
   impl: str = 'folded'
   kernel_init: Callable = nn.initializers.lecun_normal()
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     _check_strides(self.strides)
     kernel, bias = _parameters(self, x.shape[-1], self.features, self.kernel_init)
+    x = x.astype(self.dtype)
     if self.impl == 'xla':
       return jax.lax.conv_transpose(x, kernel, tuple(self.strides), 'SAME',
                                     dimension_numbers=_DIMENSIONS) + bias

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -49,16 +49,18 @@ class ConditionalLayerNorm(nn.Module):
   """LayerNorm over channels. Without c: learned gain and bias. With c [..., C] (broadcast
   against x's leading axes): gain 1 + W_g c, bias W_b c."""
   conditional: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, c: jax.Array | None = None) -> jax.Array:
     if not self.conditional:
-      return nn.LayerNorm(epsilon=1e-5)(x)
-    normed = nn.LayerNorm(epsilon=1e-5, use_scale=False, use_bias=False)(x)
+      return nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)(x)
+    normed = nn.LayerNorm(epsilon=1e-5, use_scale=False, use_bias=False, dtype=self.dtype)(x)
     features, dim = x.shape[-1], c.shape[-1]
-    gain = nn.Dense(features, use_bias=False, name='gain',
+    gain = nn.Dense(features, use_bias=False, dtype=self.dtype, name='gain',
                     kernel_init=nn.initializers.constant(1.0 / math.sqrt(dim)))(c)
-    bias = nn.Dense(features, use_bias=False, name='bias', kernel_init=torch_linear_init(dim))(c)
+    bias = nn.Dense(features, use_bias=False, dtype=self.dtype, name='bias',
+                    kernel_init=torch_linear_init(dim))(c)
     return normed * (1.0 + gain) + bias
 
 
@@ -76,6 +78,7 @@ class Attention(nn.Module):
   block_size: int = 32
   num_local_blocks: int = 4
   dropout: float = 0.0  # On the attention probabilities (the authors': dense self-attention only).
+  dtype: Any = jnp.float32
 
   def setup(self):
     kv_dim = self.context_dim or self.width
@@ -85,12 +88,13 @@ class Attention(nn.Module):
                        f'and the attended width {kv_dim}.')
     head = (self.num_heads, self.width // self.num_heads)
     normal = lambda fan_in: nn.initializers.normal(1.0 / math.sqrt(fan_in))
-    self.query = nn.DenseGeneral(head, use_bias=False, kernel_init=normal(self.width))
-    self.key = nn.DenseGeneral(head, use_bias=False, kernel_init=normal(kv_dim))
+    self.query = nn.DenseGeneral(head, use_bias=False, kernel_init=normal(self.width),
+                                 dtype=self.dtype)
+    self.key = nn.DenseGeneral(head, use_bias=False, kernel_init=normal(kv_dim), dtype=self.dtype)
     self.value = nn.DenseGeneral((self.num_heads, value_dim), use_bias=False,
-                                 kernel_init=normal(kv_dim))
+                                 kernel_init=normal(kv_dim), dtype=self.dtype)
     self.out = nn.DenseGeneral(self.width, axis=(-2, -1), bias_init=torch_linear_init(kv_dim),
-                               kernel_init=normal(self.width * self.num_layers))
+                               kernel_init=normal(self.width * self.num_layers), dtype=self.dtype)
     self.attention_dropout = nn.Dropout(self.dropout)
 
   def _probability_dropout(self, train: bool):
@@ -119,7 +123,7 @@ class Attention(nn.Module):
       return {'key': self.key(context), 'value': self.value(context)}
     heads = self.num_heads
     shape = (batch_size, math.prod(self.latent_shape), heads, self.width // heads)
-    return {'key': jnp.zeros(shape, jnp.float32), 'value': jnp.zeros(shape, jnp.float32)}
+    return {'key': jnp.zeros(shape, self.dtype), 'value': jnp.zeros(shape, self.dtype)}
 
   def decode(self, x: jax.Array, index: jax.Array,
              cache: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -152,25 +156,26 @@ class Block(nn.Module):
   dropout: float
   attention_dropout: float
   mlp_ratio: int = 4
+  dtype: Any = jnp.float32
 
   def setup(self):
     attention = dict(width=self.width, num_heads=self.num_heads, num_layers=self.num_layers,
-                     latent_shape=self.latent_shape)
+                     latent_shape=self.latent_shape, dtype=self.dtype)
     # The authors drop attention probabilities in dense self-attention only.
     self.self_attention = Attention(
         **attention, pattern=self.pattern, implementation=self.implementation,
         block_size=self.block_size, num_local_blocks=self.num_local_blocks,
         dropout=self.attention_dropout if self.pattern == 'dense' else 0.0)
-    self.norm_self = ConditionalLayerNorm(self.conditional)
+    self.norm_self = ConditionalLayerNorm(self.conditional, self.dtype)
     if self.context_dim:
       self.cross_attention = Attention(**attention, context_dim=self.context_dim)
-      self.norm_cross = ConditionalLayerNorm(self.conditional)
-    self.norm_mlp = ConditionalLayerNorm(self.conditional)
+      self.norm_cross = ConditionalLayerNorm(self.conditional, self.dtype)
+    self.norm_mlp = ConditionalLayerNorm(self.conditional, self.dtype)
     hidden = self.mlp_ratio * self.width
     self.mlp_in = nn.Dense(hidden, kernel_init=torch_linear_init(self.width),
-                           bias_init=torch_linear_init(self.width))
+                           bias_init=torch_linear_init(self.width), dtype=self.dtype)
     self.mlp_out = nn.Dense(self.width, kernel_init=torch_linear_init(hidden),
-                            bias_init=torch_linear_init(hidden))
+                            bias_init=torch_linear_init(hidden), dtype=self.dtype)
     self.residual_dropout = nn.Dropout(self.dropout)
 
   def _mlp(self, x):
@@ -224,15 +229,18 @@ class VideoGPT(nn.Module):
   resnet_blocks: Sequence[int] = (2, 2, 2, 2)  # ResNet-18; ResNet-34: (3, 4, 6, 3).
   resnet_widths: Sequence[int] = (64, 128, 256, 240)
   resnet_stem: int = 64
+  # Compute dtype ('bfloat16': mixed precision). Parameters, LayerNorm statistics, the softmax
+  # and the logits stay float32.
+  dtype: Any = jnp.float32
 
   def setup(self):
-    self.input_proj = nn.Dense(self.width, use_bias=False,
+    self.input_proj = nn.Dense(self.width, use_bias=False, dtype=self.dtype,
                                kernel_init=nn.initializers.normal(0.02))
     self.start = self.param('start', nn.initializers.normal(0.02), (self.width,))
     self.positions = AxisPositionEmbedding(self.latent_shape, self.width,
                                            self.position_embedding)
-    self.frame_encoder = FrameEncoder(self.resnet_blocks, self.resnet_widths,
-                                      self.resnet_stem) if self.cond_frames else None
+    self.frame_encoder = FrameEncoder(self.resnet_blocks, self.resnet_widths, self.resnet_stem,
+                                      self.dtype) if self.cond_frames else None
     self.blocks = [Block(width=self.width, num_heads=self.num_heads, num_layers=self.num_layers,
                          latent_shape=self.latent_shape,
                          context_dim=self.resnet_widths[-1] if self.cond_frames else None,
@@ -240,10 +248,11 @@ class VideoGPT(nn.Module):
                          implementation=self.attention_impl, block_size=self.block_size,
                          num_local_blocks=self.num_local_blocks, dropout=self.dropout,
                          attention_dropout=self.attention_dropout, mlp_ratio=self.mlp_ratio,
-                         name=f'block{i}')
+                         dtype=self.dtype, name=f'block{i}')
                    for i in range(self.num_layers)]
-    self.final_norm = ConditionalLayerNorm(self.condition_dim > 0)
-    self.output_proj = nn.Dense(self.num_codes, use_bias=False, kernel_init=nn.initializers.zeros)
+    self.final_norm = ConditionalLayerNorm(self.condition_dim > 0, self.dtype)
+    self.output_proj = nn.Dense(self.num_codes, use_bias=False, dtype=self.dtype,
+                                kernel_init=nn.initializers.zeros)
 
   def _check_condition(self, batch: int, c: jax.Array | None) -> None:
     if self.condition_dim and (c is None or c.shape[0] != batch or c.ndim not in (2, 3)
@@ -283,13 +292,14 @@ class VideoGPT(nn.Module):
     self._check_condition(batch, c)
     self._check_frames(batch, frames)
     x = self.input_proj(embeddings.reshape(batch, -1, embeddings.shape[-1]))
-    x = jnp.concatenate([jnp.broadcast_to(self.start, (batch, 1, self.width)), x[:, :-1]], axis=1)
-    x = x + self.positions().reshape(-1, self.width)
+    start = jnp.broadcast_to(self.start.astype(self.dtype), (batch, 1, self.width))
+    x = jnp.concatenate([start, x[:, :-1]], axis=1)
+    x = x + self.positions().reshape(-1, self.width).astype(self.dtype)
     context = self.frame_encoder(frames) if self.cond_frames else None
     c = self._per_token(c)
     for block in self.blocks:
       x = block(x, c, context, train)
-    logits = self.output_proj(self.final_norm(x, c))
+    logits = self.output_proj(self.final_norm(x, c)).astype(jnp.float32)
     return logits.reshape(batch, *self.latent_shape, self.num_codes)
 
   def init_cache(self, batch_size: int, frames: jax.Array | None = None) -> list[dict]:
@@ -306,8 +316,9 @@ class VideoGPT(nn.Module):
     and the cache of the positions before `index`. c as in __call__."""
     batch = previous.shape[0]
     self._check_condition(batch, c)
-    x = jnp.where(index == 0, self.start, self.input_proj(previous))[:, None]
-    x = x + jax.lax.dynamic_index_in_dim(self.positions().reshape(-1, self.width), index, 0)
+    x = jnp.where(index == 0, self.start.astype(self.dtype), self.input_proj(previous))[:, None]
+    positions = self.positions().reshape(-1, self.width).astype(self.dtype)
+    x = x + jax.lax.dynamic_index_in_dim(positions, index, 0)
     if c is not None and c.ndim == 3:
       c = jax.lax.dynamic_index_in_dim(c, index // math.prod(self.latent_shape[1:]), 1)
     elif c is not None:
@@ -316,7 +327,8 @@ class VideoGPT(nn.Module):
     for block, block_cache in zip(self.blocks, cache):
       x, block_cache = block.decode(x, c, index, block_cache)
       new_cache.append(block_cache)
-    return self.output_proj(self.final_norm(x, c)).reshape(batch, self.num_codes), new_cache
+    logits = self.output_proj(self.final_norm(x, c)).astype(jnp.float32)
+    return logits.reshape(batch, self.num_codes), new_cache
 
 
 def sample_logits(key: jax.Array, logits: jax.Array, temperature: float = 1.0,

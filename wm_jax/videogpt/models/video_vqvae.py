@@ -27,7 +27,7 @@ model, r = the last context frame (docs/videogpt.md, the CartPole world model).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -38,9 +38,9 @@ from wm_jax.videogpt.models.codebook import EMACodebook, Quantized
 from wm_jax.videogpt.models.strided_conv3d import DOWN_PADDING, DownConv3D, UpConv3D
 
 
-def conv3d(features: int, kernel: int, use_bias: bool = True) -> nn.Conv:
-  """A stride-1 3D convolution that keeps T, H, W (odd kernel)."""
-  return nn.Conv(features, (kernel,) * 3, use_bias=use_bias, padding='SAME')
+def conv3d(features: int, kernel: int, dtype: Any, use_bias: bool = True) -> nn.Conv:
+  """A stride-1 3D convolution that keeps T, H, W (odd kernel), computing in `dtype`."""
+  return nn.Conv(features, (kernel,) * 3, use_bias=use_bias, padding='SAME', dtype=dtype)
 
 
 def stride_schedule(factors: Sequence[int]) -> list[tuple[int, ...]]:
@@ -54,20 +54,24 @@ def stride_schedule(factors: Sequence[int]) -> list[tuple[int, ...]]:
   return [tuple(2 if r > step else 1 for r in remaining) for step in range(max(remaining))]
 
 
+def norm_relu(x: jax.Array, train: bool, dtype: Any) -> jax.Array:
+  """BatchNorm (statistics in float32, output in `dtype`), then ReLU."""
+  return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=dtype)(x))
+
+
 class AttentionResidualBlock(nn.Module):
   hidden: int
   residual_units: int
   attention: bool = True
   position_embeddings: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    def norm_relu(h):
-      return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(h))
-    h = conv3d(self.residual_units, 3, use_bias=False)(norm_relu(x))
-    h = conv3d(self.hidden, 1, use_bias=False)(norm_relu(h))
+    h = conv3d(self.residual_units, 3, self.dtype, use_bias=False)(norm_relu(x, train, self.dtype))
+    h = conv3d(self.hidden, 1, self.dtype, use_bias=False)(norm_relu(h, train, self.dtype))
     if self.attention:
-      h = AxialBlock(2, self.position_embeddings)(norm_relu(h))
+      h = AxialBlock(2, self.position_embeddings, self.dtype)(norm_relu(h, train, self.dtype))
     return x + h
 
 
@@ -78,13 +82,14 @@ class ResidualStack(nn.Module):
   num_layers: int
   attention: bool = True
   position_embeddings: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for _ in range(self.num_layers):
       x = AttentionResidualBlock(self.hidden, self.residual_units, self.attention,
-                                 self.position_embeddings)(x, train)
-    return nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
+                                 self.position_embeddings, self.dtype)(x, train)
+    return norm_relu(x, train, self.dtype)
 
 
 class Encoder(nn.Module):
@@ -95,14 +100,15 @@ class Encoder(nn.Module):
   attention: bool = True
   position_embeddings: bool = True
   conv_impl: str = 'folded'
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for strides in stride_schedule(self.downsample):
-      x = nn.relu(DownConv3D(self.hidden, strides, self.conv_impl)(x))
-    x = conv3d(self.hidden, 3)(x)
+      x = nn.relu(DownConv3D(self.hidden, strides, self.conv_impl, dtype=self.dtype)(x))
+    x = conv3d(self.hidden, 3, self.dtype)(x)
     return ResidualStack(self.hidden, self.residual_units, self.num_res_layers, self.attention,
-                         self.position_embeddings)(x, train)
+                         self.position_embeddings, self.dtype)(x, train)
 
 
 class Decoder(nn.Module):
@@ -115,18 +121,21 @@ class Decoder(nn.Module):
   position_embeddings: bool = True
   conv_impl: str = 'folded'
   zero_output: bool = False  # Start the last layer at zero: the decoder first outputs 0.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    """-> videos in float32 whatever the compute dtype."""
     x = ResidualStack(self.hidden, self.residual_units, self.num_res_layers, self.attention,
-                      self.position_embeddings)(x, train)
+                      self.position_embeddings, self.dtype)(x, train)
     schedule = stride_schedule(self.upsample)
     for i, strides in enumerate(schedule):
       last = i == len(schedule) - 1
       init = nn.initializers.zeros if last and self.zero_output else nn.initializers.lecun_normal()
-      x = UpConv3D(self.channels if last else self.hidden, strides, self.conv_impl, init)(x)
+      x = UpConv3D(self.channels if last else self.hidden, strides, self.conv_impl, init,
+                   self.dtype)(x)
       x = x if last else nn.relu(x)
-    return x
+    return x.astype(jnp.float32)
 
 
 class ReferenceEncoder(nn.Module):
@@ -134,14 +143,15 @@ class ReferenceEncoder(nn.Module):
   (ReLU between) down to the latent grid, then a kernel-3 convolution."""
   hidden: int
   downsample: Sequence[int]  # (d_h, d_w)
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, frame: jax.Array) -> jax.Array:
     x = frame
     for strides in stride_schedule(self.downsample):
       padding = [DOWN_PADDING[s] for s in strides]
-      x = nn.relu(nn.Conv(self.hidden, (4, 4), strides, padding=padding)(x))
-    return nn.Conv(self.hidden, (3, 3), padding='SAME')(x)[:, None]
+      x = nn.relu(nn.Conv(self.hidden, (4, 4), strides, padding=padding, dtype=self.dtype)(x))
+    return nn.Conv(self.hidden, (3, 3), padding='SAME', dtype=self.dtype)(x)[:, None]
 
 
 class VideoVQVAE(nn.Module):
@@ -158,18 +168,24 @@ class VideoVQVAE(nn.Module):
   conv_impl: str = 'folded'  # How strided convs compute (same math): see strided_conv3d.py.
   axis_name: str | None = None  # Set inside shard_map/pmap: codebook statistics are psum'd.
   reference_frame: int | None = None  # Codes relative to this frame of the clip (see above).
+  # Compute dtype ('bfloat16': mixed precision). Parameters, BatchNorm and codebook statistics,
+  # the code search, the losses and the reconstructions stay float32.
+  dtype: Any = jnp.float32
 
   def setup(self):
     self.encoder = Encoder(self.hidden, self.residual_units, self.num_res_layers, self.downsample,
-                           self.attention, self.position_embeddings, self.conv_impl)
-    self.pre_quantize = conv3d(self.code_dim, 1)
+                           self.attention, self.position_embeddings, self.conv_impl, self.dtype)
+    # The codebook compares float32 vectors.
+    self.pre_quantize = conv3d(self.code_dim, 1, jnp.float32)
     self.codebook = EMACodebook(self.num_codes, self.code_dim, axis_name=self.axis_name)
-    self.post_quantize = conv3d(self.hidden, 1)
+    self.post_quantize = conv3d(self.hidden, 1, self.dtype)
     self.decoder = Decoder(self.hidden, self.residual_units, self.num_res_layers, self.downsample,
                            self.channels, self.attention, self.position_embeddings,
-                           self.conv_impl, zero_output=self.reference_frame is not None)
+                           self.conv_impl, zero_output=self.reference_frame is not None,
+                           dtype=self.dtype)
     if self.reference_frame is not None:
-      self.reference_encoder = ReferenceEncoder(self.hidden, tuple(self.downsample[1:]))
+      self.reference_encoder = ReferenceEncoder(self.hidden, tuple(self.downsample[1:]),
+                                                self.dtype)
 
   def encode(self, videos: jax.Array, train: bool = False) -> Quantized:
     check_videos(videos, self.downsample, self.channels, self.reference_frame)

@@ -79,6 +79,7 @@ def _add_m(config: ml_collections.ConfigDict) -> None:
   config.mdn.model.use_restart = True
   config.mdn.model.predict_done = True  # CartPole episodes end by termination (Doom: True).
   config.mdn.model.predict_reward = False  # +1 per step alive: no reward head needed.
+  config.mdn.model.dtype = 'float32'  # 'bfloat16': mixed precision (as vae.model.dtype).
   # How M reads a discrete action: 'one_hot', or 'centered' (one input, the index minus the
   # middle one: Doom's left / no-op / right = -1 / 0 / 1, the paper's single action input).
   config.mdn.action_input = 'one_hot'

@@ -17,7 +17,7 @@ by sqrt(tau); tau -> 0 returns the most likely component's mean.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -38,6 +38,7 @@ class _MDNStep(nn.Module):
   hidden_size: int
   num_outputs: int
   use_restart: bool
+  dtype: Any
 
   @nn.compact
   def __call__(self, carry, inputs):
@@ -47,8 +48,8 @@ class _MDNStep(nn.Module):
     carry = jax.tree.map(lambda c: c * keep, carry)
     if self.use_restart:  # The flag as an input too (the paper's Doom M).
       x = jnp.concatenate([x, restart[:, None]], axis=-1)
-    carry, h = nn.OptimizedLSTMCell(self.hidden_size, name='lstm')(carry, x)
-    return carry, nn.Dense(self.num_outputs, name='head')(h)
+    carry, h = nn.OptimizedLSTMCell(self.hidden_size, dtype=self.dtype, name='lstm')(carry, x)
+    return carry, nn.Dense(self.num_outputs, dtype=self.dtype, name='head')(h)
 
 
 class MDNRNN(nn.Module):
@@ -61,6 +62,9 @@ class MDNRNN(nn.Module):
   use_restart: bool = False
   predict_done: bool = False
   predict_reward: bool = False
+  # Compute dtype ('bfloat16': mixed precision). Parameters, the LSTM's cell state and the
+  # outputs stay float32.
+  dtype: Any = jnp.float32
 
   @property
   def num_outputs(self) -> int:
@@ -82,9 +86,9 @@ class MDNRNN(nn.Module):
       carry = self.initial_carry(batch)
     scan = nn.scan(_MDNStep, variable_broadcast='params', split_rngs={'params': False},
                    in_axes=1, out_axes=1)
-    carry, out = scan(self.hidden_size, self.num_outputs, self.use_restart, name='rnn')(
-        carry, (z, actions.astype(z.dtype), restarts.astype(z.dtype)))
-    return carry, self.split(out)
+    carry, out = scan(self.hidden_size, self.num_outputs, self.use_restart, self.dtype,
+                      name='rnn')(carry, (z, actions.astype(z.dtype), restarts.astype(z.dtype)))
+    return carry, self.split(out.astype(jnp.float32))
 
   def split(self, out: jax.Array) -> MixtureOutput:
     """Head outputs [..., num_outputs] -> MixtureOutput."""
