@@ -1,8 +1,11 @@
 """A multi-process (multi-host) run for real: two processes on localhost, two CPU devices each,
 joined by `jax.distributed` (gloo collectives), train V over one 4-device mesh, each process
 reading its own shard of the episodes; the run equals one process training on the same global
-batches, and its checkpoint, written for all by orbax, restores on this 1-device process."""
+batches, and its checkpoint, written for all by orbax, restores on this 1-device process.
+A resume on another number of processes, and a workdir whose lock process 0 cannot take, stop
+every process with an error naming why."""
 
+import json
 import os
 import socket
 import subprocess
@@ -11,9 +14,10 @@ import sys
 import grain
 import jax
 import numpy as np
+import pytest
 
 from wm_jax.common import training
-from wm_jax.world_models import configs
+from wm_jax.world_models import configs, run
 from wm_jax.world_models.frames import frame_batches
 from wm_jax.world_models.stages import vae
 from wm_jax.world_models.workdir import Workdir, open_rollouts
@@ -36,8 +40,9 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _run_two_processes(workdir: str) -> None:
-  """The command line's V stage, run by two processes of two (host) devices each."""
+def _run_two_processes(workdir: str, expect_success: bool = True) -> list[tuple[int, str]]:
+  """The command line's V stage, run by two processes of two (host) devices each: (return
+  code, output) of each."""
   repository = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
   command = [sys.executable, '-m', 'experiments.world_models', '--stage=vae',
@@ -50,7 +55,8 @@ def _run_two_processes(workdir: str) -> None:
                for i in range(2)]
   outputs = [p.communicate(timeout=600)[0] for p in processes]
   for i, (process, output) in enumerate(zip(processes, outputs)):
-    assert process.returncode == 0, f'process {i}:\n{output[-5000:]}'
+    assert expect_success <= (process.returncode == 0), f'process {i}:\n{output[-5000:]}'
+  return [(p.returncode, output) for p, output in zip(processes, outputs)]
 
 
 def _one_process_run(workdir: str):
@@ -90,3 +96,17 @@ def test_two_processes_train_as_one_and_their_checkpoint_restores_on_one_device(
   data_positions = os.listdir(os.path.join(Workdir(workdir).checkpoints('vae'), str(NUM_STEPS),
                                            'data'))
   assert {'process_0-of-2.json', 'process_1-of-2.json'} <= set(data_positions)
+  longer = two_process_config()  # Continued on this process's one device.
+  longer.mesh.data = 1
+  longer.vae.num_steps = NUM_STEPS + 2
+  with pytest.raises(ValueError, match='written by a run of 2 process.*this run has 1'):
+    run(longer, workdir, ['vae'])
+
+
+def test_a_lock_process_0_cannot_take_stops_every_process(rollout_workdir, tmp_path):
+  workdir = with_rollouts(rollout_workdir, str(tmp_path))
+  with open(os.path.join(workdir, '.lock'), 'w') as f:  # Held by this (running) process.
+    json.dump({'host': socket.gethostname(), 'pid': os.getpid()}, f)
+  (code_0, output_0), (code_1, output_1) = _run_two_processes(workdir, expect_success=False)
+  assert code_0 != 0 and f'is in use by process {os.getpid()}' in output_0, output_0[-3000:]
+  assert code_1 != 0 and 'Process 0 could not take the lock' in output_1, output_1[-3000:]

@@ -7,7 +7,7 @@ Each process reads its own shard of the data (grain's `ShardByJaxProcess`) and c
 rows of every global batch (`global_batch`). Orbax writes each checkpoint once for all processes
 (each grain iterator's position beside it, a file per process: a run resumes on the same number
 of processes, on any number of devices); process 0 alone writes logs, images and results
-(`is_primary`) and holds the workdir lock.
+(`is_primary`), holds the workdir lock and sets unreadable checkpoints aside.
 
 Join before anything starts JAX's backend: importing gymnax does (a module-level array), so
 call `initialize` before importing `wm_jax.world_models` or `wm_jax.videogpt`. A single
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -62,3 +63,18 @@ def global_batch(sharding: NamedSharding, local: np.ndarray) -> jax.Array:
   """The global batch whose rows are the processes' `local` batches in process order, sharded
   with `sharding` (axis 0 over the mesh's 'data' axis)."""
   return jax.make_array_from_process_local_data(sharding, local)
+
+
+def primary_outcome(ok: bool) -> bool:
+  """Process 0's `ok` on every process: how the others learn whether something only process 0
+  does (take the workdir lock) succeeded. A collective: every process calls it at the same
+  point of the run."""
+  if jax.process_count() == 1:
+    return ok
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(ok)))
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches the barrier `name` (nothing to wait for in one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)

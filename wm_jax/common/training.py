@@ -9,6 +9,7 @@ import contextlib
 import gc
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -96,8 +97,12 @@ def restore_newest(manager: ocp.CheckpointManager,
     except Exception as error:  # Orbax and tensorstore raise many kinds for a damaged file.
       failures.append((step, error))
       continue
-    for bad_step, error in failures:
-      _set_aside(manager, bad_step, error)
+    if failures:  # Every process failed on the same files; process 0 moves them.
+      if distributed.is_primary():
+        for bad_step, error in failures:
+          _set_aside(manager, bad_step, error)
+      distributed.barrier('unreadable checkpoints set aside')
+      manager.reload()
     return step, restored
   if failures:
     raise failures[0][1]
@@ -110,7 +115,6 @@ def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> N
                        f'{step}.{time.strftime("%Y%m%d-%H%M%S")}')
   os.makedirs(os.path.dirname(aside), exist_ok=True)
   os.replace(os.path.join(directory, str(step)), aside)
-  manager.reload()
   warnings.warn(f'Checkpoint {step} in {directory} cannot be read ({type(error).__name__}: '
                 f'{str(error).splitlines()[0][:200]}); moved to {aside}, resuming from an '
                 'earlier checkpoint.')
@@ -133,6 +137,8 @@ def _quiet_failed_reads():
 def restore_latest(manager: ocp.CheckpointManager, state, iterator):
   """The TrainState of the manager's newest readable checkpoint (`restore_newest`), or `state`
   if there is none, with this process's grain `iterator` set to the position saved beside it."""
+  _check_process_count(manager)
+
   def args(step):
     # A checkpoint written before multi-process runs holds one JSON position (read below).
     single = _single_position(manager, step)
@@ -148,6 +154,24 @@ def restore_latest(manager: ocp.CheckpointManager, state, iterator):
     with open(_single_position(manager, step)) as f:
       iterator.set_state(json.load(f))
   return items['state']
+
+
+def _check_process_count(manager: ocp.CheckpointManager) -> None:
+  """Raises a ValueError if the newest checkpoint holds the data positions of a run of another
+  number of processes (grain's `process_<i>-of-<n>.json`): they cannot be split or merged."""
+  step = manager.latest_step()
+  if step is None:
+    return
+  positions = os.path.join(manager.directory, str(step), 'data')
+  names = os.listdir(positions) if os.path.isdir(positions) else []
+  counts = {int(m.group(1)) for m in map(re.compile(r'process_\d+-of-(\d+)\.json').fullmatch,
+                                         names) if m}
+  if counts and jax.process_count() not in counts:
+    raise ValueError(
+        f'Checkpoint {step} in {manager.directory} was written by a run of {min(counts)} '
+        f'process(es), and this run has {jax.process_count()}: each process resumes its own '
+        f'data position. Resume it with {min(counts)} process(es) (any number of devices), or '
+        'use a fresh --workdir.')
 
 
 def _single_position(manager: ocp.CheckpointManager, step: int) -> str:

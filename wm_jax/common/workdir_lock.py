@@ -93,9 +93,6 @@ def workdir_lock(workdir: str) -> Iterator[None]:
   """Holds `workdir`'s lock (creating the workdir) for the duration of the block."""
   workdir = os.path.abspath(workdir)
   path = os.path.join(workdir, LOCK_FILE)
-  if not distributed.is_primary():
-    yield
-    return
   if _held.get(path):
     _held[path] += 1
     try:
@@ -103,18 +100,26 @@ def workdir_lock(workdir: str) -> Iterator[None]:
     finally:
       _held[path] -= 1
     return
-  with contextlib.suppress(OSError):  # A read-only parent: _acquire finds out.
-    os.makedirs(workdir, exist_ok=True)
-  if not _acquire(path, {'host': socket.gethostname(), 'pid': os.getpid()}):
-    yield
-    return
+  acquired = False
+  if distributed.is_primary():
+    with contextlib.suppress(OSError):  # A read-only parent: _acquire finds out.
+      os.makedirs(workdir, exist_ok=True)
+    try:
+      acquired = _acquire(path, {'host': socket.gethostname(), 'pid': os.getpid()})
+    except RuntimeError:
+      distributed.primary_outcome(False)  # The other processes stop too, rather than wait.
+      raise
+  if not distributed.primary_outcome(True):
+    raise RuntimeError(f'Process 0 could not take the lock of the workdir {workdir}: see its '
+                       'error.')
   _held[path] = 1
   try:
     yield
   finally:
     del _held[path]
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(path)
+    if acquired:
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
 
 
 def holds_workdir_lock(function: Callable) -> Callable:
