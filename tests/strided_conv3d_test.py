@@ -4,7 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wm_jax.videogpt.models.strided_conv3d import DownConv3D, UpConv3D
+from wm_jax.videogpt.models.strided_conv3d import (DownConv3D, UpConv3D, conv3d_by_frames,
+                                                   conv3d_by_overlap_add)
+from wm_jax.videogpt.models.video_vqvae import conv3d
 
 STRIDES = [(2, 2, 2), (2, 1, 1), (1, 2, 2), (1, 1, 1)]
 
@@ -38,6 +40,32 @@ def test_up_conv_equals_flax_transposed_conv(strides, features, impl):
   got = UpConv3D(features, strides, impl).apply({'params': params}, x)
   assert got.shape == (2, 4 * strides[0], 4 * strides[1], 2 * strides[2], features)
   np.testing.assert_allclose(got, expected, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize('form', [conv3d_by_frames, conv3d_by_overlap_add])
+@pytest.mark.parametrize('kernel_shape,channels,features', [
+    ((2, 2, 2), 16, 2), ((3, 3, 3), 5, 7), ((1, 1, 1), 6, 4), ((2, 4, 3), 3, 5)])
+def test_stride1_conv_forms_equal_xla_with_gradients(form, kernel_shape, channels, features):
+  x = jax.random.normal(jax.random.key(1), (2, 5, 6, 4, channels))
+  kernel = jax.random.normal(jax.random.key(2), (*kernel_shape, channels, features))
+  padding = [(1, 2), (0, 1), (2, 0)]
+  xla = lambda x, kernel: jax.lax.conv_general_dilated(
+      x, kernel, (1, 1, 1), padding, dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'))
+  np.testing.assert_allclose(form(x, kernel, padding), xla(x, kernel), atol=1e-4, rtol=1e-4)
+  loss = lambda conv: lambda x, kernel: jnp.sum(jnp.sin(conv(x, kernel)))
+  got = jax.grad(loss(lambda x, k: form(x, k, padding)), argnums=(0, 1))(x, kernel)
+  expected = jax.grad(loss(xla), argnums=(0, 1))(x, kernel)
+  for g, e in zip(got, expected):
+    np.testing.assert_allclose(g, e, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize('kernel', [1, 3])
+def test_the_models_stride1_convs_are_the_same_in_both_impls(kernel):
+  x = jax.random.normal(jax.random.key(1), (2, 4, 6, 6, 8))
+  params = conv3d(5, kernel, jnp.float32, 'xla').init(jax.random.key(0), x)
+  np.testing.assert_allclose(conv3d(5, kernel, jnp.float32, 'folded').apply(params, x),
+                             conv3d(5, kernel, jnp.float32, 'xla').apply(params, x),
+                             atol=1e-4, rtol=1e-4)
 
 
 def test_gradients_match_between_impls():

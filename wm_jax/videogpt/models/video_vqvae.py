@@ -35,12 +35,16 @@ import jax.numpy as jnp
 
 from wm_jax.videogpt.models.axial_attention import AxialBlock
 from wm_jax.videogpt.models.codebook import EMACodebook, Quantized
-from wm_jax.videogpt.models.strided_conv3d import DOWN_PADDING, DownConv3D, UpConv3D
+from wm_jax.videogpt.models.strided_conv3d import (DOWN_PADDING, DownConv3D, UpConv3D,
+                                                   frames_conv_general_dilated)
 
 
-def conv3d(features: int, kernel: int, dtype: Any, use_bias: bool = True) -> nn.Conv:
-  """A stride-1 3D convolution that keeps T, H, W (odd kernel), computing in `dtype`."""
-  return nn.Conv(features, (kernel,) * 3, use_bias=use_bias, padding='SAME', dtype=dtype)
+def conv3d(features: int, kernel: int, dtype: Any, impl: str, use_bias: bool = True) -> nn.Conv:
+  """A stride-1 3D convolution that keeps T, H, W (odd kernel), computing in `dtype`; impl
+  'folded' runs it as a 2D convolution over stacked frames (strided_conv3d.py), 'xla' as XLA's
+  3D convolution."""
+  return nn.Conv(features, (kernel,) * 3, use_bias=use_bias, padding='SAME', dtype=dtype,
+                 conv_general_dilated=frames_conv_general_dilated if impl == 'folded' else None)
 
 
 def stride_schedule(factors: Sequence[int]) -> list[tuple[int, ...]]:
@@ -65,11 +69,14 @@ class AttentionResidualBlock(nn.Module):
   attention: bool = True
   position_embeddings: bool = True
   dtype: Any = jnp.float32
+  conv_impl: str = 'folded'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    h = conv3d(self.residual_units, 3, self.dtype, use_bias=False)(norm_relu(x, train, self.dtype))
-    h = conv3d(self.hidden, 1, self.dtype, use_bias=False)(norm_relu(h, train, self.dtype))
+    conv = lambda features, kernel: conv3d(features, kernel, self.dtype, self.conv_impl,
+                                           use_bias=False)
+    h = conv(self.residual_units, 3)(norm_relu(x, train, self.dtype))
+    h = conv(self.hidden, 1)(norm_relu(h, train, self.dtype))
     if self.attention:
       h = AxialBlock(2, self.position_embeddings, self.dtype)(norm_relu(h, train, self.dtype))
     return x + h
@@ -83,12 +90,13 @@ class ResidualStack(nn.Module):
   attention: bool = True
   position_embeddings: bool = True
   dtype: Any = jnp.float32
+  conv_impl: str = 'folded'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for _ in range(self.num_layers):
       x = AttentionResidualBlock(self.hidden, self.residual_units, self.attention,
-                                 self.position_embeddings, self.dtype)(x, train)
+                                 self.position_embeddings, self.dtype, self.conv_impl)(x, train)
     return norm_relu(x, train, self.dtype)
 
 
@@ -106,9 +114,9 @@ class Encoder(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for strides in stride_schedule(self.downsample):
       x = nn.relu(DownConv3D(self.hidden, strides, self.conv_impl, dtype=self.dtype)(x))
-    x = conv3d(self.hidden, 3, self.dtype)(x)
+    x = conv3d(self.hidden, 3, self.dtype, self.conv_impl)(x)
     return ResidualStack(self.hidden, self.residual_units, self.num_res_layers, self.attention,
-                         self.position_embeddings, self.dtype)(x, train)
+                         self.position_embeddings, self.dtype, self.conv_impl)(x, train)
 
 
 class Decoder(nn.Module):
@@ -127,7 +135,7 @@ class Decoder(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     """-> videos in float32 whatever the compute dtype."""
     x = ResidualStack(self.hidden, self.residual_units, self.num_res_layers, self.attention,
-                      self.position_embeddings, self.dtype)(x, train)
+                      self.position_embeddings, self.dtype, self.conv_impl)(x, train)
     schedule = stride_schedule(self.upsample)
     for i, strides in enumerate(schedule):
       last = i == len(schedule) - 1
@@ -176,9 +184,9 @@ class VideoVQVAE(nn.Module):
     self.encoder = Encoder(self.hidden, self.residual_units, self.num_res_layers, self.downsample,
                            self.attention, self.position_embeddings, self.conv_impl, self.dtype)
     # The codebook compares float32 vectors.
-    self.pre_quantize = conv3d(self.code_dim, 1, jnp.float32)
+    self.pre_quantize = conv3d(self.code_dim, 1, jnp.float32, self.conv_impl)
     self.codebook = EMACodebook(self.num_codes, self.code_dim, axis_name=self.axis_name)
-    self.post_quantize = conv3d(self.hidden, 1, self.dtype)
+    self.post_quantize = conv3d(self.hidden, 1, self.dtype, self.conv_impl)
     self.decoder = Decoder(self.hidden, self.residual_units, self.num_res_layers, self.downsample,
                            self.channels, self.attention, self.position_embeddings,
                            self.conv_impl, zero_output=self.reference_frame is not None,
