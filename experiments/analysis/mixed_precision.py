@@ -13,12 +13,12 @@ rollouts, and their losses side by side.
 Training loss: the mean of the last 5 logged values (V: per image, the paper's summed squared
 error + KL; M: per step, NLL + done loss; VQ-VAE: MSE / data variance + commitment; prior:
 nats per code). Held-out scores: the VQ-VAE's test PSNR and the prior's test bits per code.
-Every run resumes from its workdir, so a killed run continues where it stopped.
+Every run resumes from its workdir, so a killed run continues where it stopped. Speed is
+BENCHMARKS.md's (`python -m experiments.benchmarks`), not this script's.
 """
 
 import os
 import shutil
-import time
 
 import numpy as np
 from absl import app, flags
@@ -46,12 +46,6 @@ def final_loss(directory: str, name: str, last: int = 5) -> float:
   return float(np.mean(values[-last:]))
 
 
-def timed(fn, *args) -> tuple[object, float]:
-  start = time.perf_counter()
-  result = fn(*args)
-  return result, time.perf_counter() - start
-
-
 def world_models_config(dtype_key: str, dtype: str):
   config = wm_configs.get('default')
   config.collect.num_episodes = _EPISODES.value
@@ -68,7 +62,7 @@ def world_models_config(dtype_key: str, dtype: str):
 def main(argv):
   del argv
   root = os.path.abspath(_WORKDIR.value)
-  rows = []  # (model, score, float32, bfloat16, float32 s, bfloat16 s)
+  rows = []  # (model, score, float32, bfloat16)
   rollouts = os.path.join(root, 'rollouts')
   run(world_models_config('vae', 'float32'), rollouts, ['collect'])
 
@@ -77,10 +71,9 @@ def main(argv):
     workdir = os.path.join(root, f'v_{dtype}')
     if not os.path.exists(Workdir(workdir).rollouts):
       shutil.copytree(Workdir(rollouts).rollouts, Workdir(workdir).rollouts)
-    _, seconds = timed(run, world_models_config('vae', dtype), workdir, ['vae'])
-    v[dtype] = final_loss(Workdir(workdir).vae, 'vae/loss'), seconds
-  rows.append(('V', 'training loss', *v['float32'][:1], *v['bfloat16'][:1], v['float32'][1],
-               v['bfloat16'][1]))
+    run(world_models_config('vae', dtype), workdir, ['vae'])
+    v[dtype] = final_loss(Workdir(workdir).vae, 'vae/loss')
+  rows.append(('V', 'training loss', v['float32'], v['bfloat16']))
 
   float32_v = os.path.join(root, 'v_float32')
   run(world_models_config('mdn', 'float32'), float32_v, ['encode'])
@@ -88,10 +81,9 @@ def main(argv):
     workdir = os.path.join(root, f'm_{dtype}')
     if not os.path.exists(workdir):  # The float32 V and its latents, without an M.
       shutil.copytree(float32_v, workdir, ignore=shutil.ignore_patterns('mdn'))
-    _, seconds = timed(run, world_models_config('mdn', dtype), workdir, ['mdn'])
-    m[dtype] = final_loss(Workdir(workdir).mdn(), 'mdn/loss'), seconds
-  rows.append(('M', 'training loss', m['float32'][0], m['bfloat16'][0], m['float32'][1],
-               m['bfloat16'][1]))
+    run(world_models_config('mdn', dtype), workdir, ['mdn'])
+    m[dtype] = final_loss(Workdir(workdir).mdn(), 'mdn/loss')
+  rows.append(('M', 'training loss', m['float32'], m['bfloat16']))
 
   vqvae_workdir = os.path.join(root, 'vqvae_float32')
   for model, config_name, train, steps, score, score_name in (
@@ -107,19 +99,18 @@ def main(argv):
       config.model.dtype = dtype
       if model == 'prior':
         config.vqvae.workdir = vqvae_workdir
+        # The test clips of --episodes=1000 hold 3 batches; the scores need bits/dim only.
+        config.eval.num_clips = 3 * config.eval.batch_size
+        config.predict.update(num_clips=config.eval.batch_size, num_samples=1)
       workdir = os.path.join(root, f'{config_name.split("_")[0]}_{dtype}')
-      results, seconds = timed(train, config, workdir)
-      runs[dtype] = final_loss(workdir, 'train/loss'), results[score], seconds
-    rows.append((model, 'training loss', runs['float32'][0], runs['bfloat16'][0],
-                 runs['float32'][2], runs['bfloat16'][2]))
-    rows.append((model, score_name, runs['float32'][1], runs['bfloat16'][1], None, None))
+      results = train(config, workdir)
+      runs[dtype] = final_loss(workdir, 'train/loss'), results[score]
+    rows.append((model, 'training loss', runs['float32'][0], runs['bfloat16'][0]))
+    rows.append((model, score_name, runs['float32'][1], runs['bfloat16'][1]))
 
-  print('| model | score | float32 | bfloat16 | change | float32 s | bfloat16 s |')
-  print('|---|---|---|---|---|---|---|')
-  for model, score, full, mixed, full_s, mixed_s in rows:
-    times = (f'{full_s:.0f} | {mixed_s:.0f}' if full_s is not None else '— | —')
-    print(f'| {model} | {score} | {full:.4f} | {mixed:.4f} | {100 * (mixed / full - 1):+.2f}% | '
-          f'{times} |')
+  print('| model | score | float32 | bfloat16 | change |\n|---|---|---|---|---|')
+  for model, score, full, mixed in rows:
+    print(f'| {model} | {score} | {full:.4f} | {mixed:.4f} | {100 * (mixed / full - 1):+.2f}% |')
 
 
 if __name__ == '__main__':

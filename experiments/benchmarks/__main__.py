@@ -2,7 +2,7 @@
 
   python -m experiments.benchmarks [--quick] [--out=DIR]
 
-Rows: V's, M's, the VQ-VAE's and the prior's train steps; a Doom-sized CMA-ES generation in the
+Rows: V's, M's, the VQ-VAE's and the prior's train steps (float32 and bfloat16); a Doom-sized CMA-ES generation in the
 dream; the prior's sampling with and without the key/value cache; C's rollouts in the real
 (pixel CartPole) environment through V and M; host-game (DoomTakeCover) collection. Each row: items per second, seconds per call, the
 FLOPs of one call (XLA's cost analysis, or counted by hand where XLA cannot: see each module),
@@ -42,9 +42,14 @@ def rows(quick: bool):
   yield v_train_step(batch_size=32 if quick else 100, dtype='bfloat16')
   yield v_train_step(batch_size=32 if quick else 100, convs='xla', steps=3)
   yield m_train_step(num_streams=10 if quick else None)
-  yield vqvae_train_step(vqvae_config, steps=2 if quick else 5)
-  yield from prior_rows(prior_config, latent_shape=(2, 8, 8) if quick else (4, 16, 16),
-                        steps=2 if quick else 3)
+  yield m_train_step(num_streams=10 if quick else None, dtype='bfloat16')
+  for dtype in ('float32', 'bfloat16'):
+    vqvae_config.model.dtype = dtype
+    yield vqvae_train_step(vqvae_config, steps=2 if quick else 5)
+  for dtype in ('float32', 'bfloat16'):
+    prior_config.model.dtype = dtype
+    yield from prior_rows(prior_config, latent_shape=(2, 8, 8) if quick else (4, 16, 16),
+                          steps=2 if quick else 3, sampling=dtype == 'float32')
   yield dream_generation(steps=200 if quick else 2100, repeats=1 if quick else 2)
   yield real_rollout(num_episodes=16 if quick else 64, repeats=1 if quick else 3)
   yield doom_collection(num_episodes=20 if quick else 200)

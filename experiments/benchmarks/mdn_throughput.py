@@ -25,11 +25,12 @@ from wm_jax.world_models.world import build_world
 
 
 def m_train_step(config_name: str = 'doom_take_cover', num_streams: int | None = None,
-                 repeats: int = 3) -> Row:
+                 repeats: int = 3, dtype: str = 'float32') -> Row:
   """One Adam step of the M of a packaged config (default: the paper's Doom M, z 64, LSTM 512,
-  `mdn.num_streams` 100 streams of 500 steps)."""
+  `mdn.num_streams` 100 streams of 500 steps), computing in `dtype`."""
   config = configs.get(config_name)
   m = config.mdn
+  m.model.dtype = dtype
   if num_streams:
     m.num_streams = num_streams
   steps = m.num_streams * m.chunk_length
@@ -53,7 +54,7 @@ def m_train_step(config_name: str = 'doom_take_cover', num_streams: int | None =
                                 state, index, repeats)
   kernels = sum(leaf.size for path, leaf in jax.tree_util.tree_leaves_with_path(state.params)
                 if path[-1].key == 'kernel')
-  return Row('M train step', f'{m.num_streams} x {m.chunk_length} steps, z '
+  return Row(f'M train step ({dtype})', f'{m.num_streams} x {m.chunk_length} steps, z '
              f'{config.vae.model.z_size}, LSTM {m.model.hidden_size}', 'steps/s', steps,
              seconds, 3 * 2 * kernels * steps, 'FLOPs: 3 x forward matmuls, counted by hand')
 

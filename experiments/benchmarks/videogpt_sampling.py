@@ -24,8 +24,10 @@ from wm_jax.videogpt.models.video_gpt import VideoGPT, sample_codes
 
 
 def prior_rows(config: ml_collections.ConfigDict, latent_shape=(4, 16, 16), num_codes: int = 512,
-               code_dim: int = 64, sample_batch: int = 2, steps: int = 3) -> list[Row]:
-  """[train step, cached sampling, uncached sampling] of the unconditioned prior of `config`."""
+               code_dim: int = 64, sample_batch: int = 2, steps: int = 3,
+               sampling: bool = True) -> list[Row]:
+  """[train step, cached sampling, uncached sampling] of the unconditioned prior of `config`
+  (without `sampling`, the train step alone)."""
   m = config.model
   if m.cond_frames:
     raise ValueError('The benchmark times the unconditioned prior: set model.cond_frames=0.')
@@ -55,6 +57,12 @@ def prior_rows(config: ml_collections.ConfigDict, latent_shape=(4, 16, 16), num_
   opt_state = tx.init(params)
   train_flop = compiled_flops(train_step, params, opt_state, codes)
   train_seconds = median_seconds(lambda: train_step(params, opt_state, codes), steps)
+  size = (f"{'x'.join(map(str, latent))} codes of {num_codes}, width {m.width}, "
+          f'{m.num_layers} layers, {m.attention} attention')
+  train_row = Row(f'prior train step ({m.dtype})', f'batch {batch}, {size}', 'tokens/s',
+                  batch * length, train_seconds, train_flop, f'{num_params:,} parameters')
+  if not sampling:
+    return [train_row]
 
   sample = {cached: functools.partial(sample_codes, model, params, codebook,
                                       batch_size=sample_batch, cached=cached)
@@ -67,12 +75,9 @@ def prior_rows(config: ml_collections.ConfigDict, latent_shape=(4, 16, 16), num_
   embedding_params = sum(
       x.size for x in jax.tree.leaves(params['positions'])) + params['start'].size
   flop_per_token = 2 * (num_params - embedding_params) + 4 * length * m.width * m.num_layers
-  size = (f"{'x'.join(map(str, latent))} codes of {num_codes}, width {m.width}, "
-          f'{m.num_layers} layers, {m.attention} attention')
   tokens = sample_batch * length
   return [
-      Row('prior train step', f'batch {batch}, {size}', 'tokens/s', batch * length,
-          train_seconds, train_flop, f'{num_params:,} parameters'),
+      train_row,
       Row('prior sampling, key/value cache', f'{sample_batch} videos, {size}', 'tokens/s',
           tokens, seconds[True], flop_per_token * tokens, 'FLOPs counted by hand'),
       Row('prior sampling, no cache', f'{sample_batch} videos, {size}', 'tokens/s', tokens,

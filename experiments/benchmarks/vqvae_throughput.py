@@ -41,6 +41,6 @@ def vqvae_train_step(config: ml_collections.ConfigDict, steps: int = 5) -> Row:
   seconds = median_step_seconds(vqvae.jit_train_step(config, mesh), state, videos, steps)
   m = config.model
   shape = 'x'.join(map(str, vqvae.video_shape(config)))
-  return Row('VQ-VAE train step', f'batch {batch} of {shape}, hidden {m.hidden}, '
+  return Row(f'VQ-VAE train step ({m.dtype})', f'batch {batch} of {shape}, hidden {m.hidden}, '
              f'{m.num_res_layers} residual layers', 'clips/s', batch, seconds, flop,
              f'executes {executed / 1e9:.3g} GFLOP (conv_impl={m.conv_impl})')
