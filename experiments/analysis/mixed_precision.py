@@ -108,9 +108,9 @@ def main(argv):
     rows.append((model, 'training loss', runs['float32'][0], runs['bfloat16'][0]))
     rows.append((model, score_name, runs['float32'][1], runs['bfloat16'][1]))
 
-  print('| model | score | float32 | bfloat16 | change |\n|---|---|---|---|---|')
+  print('| model | score | float32 | bfloat16 | bfloat16 - float32 |\n|---|---|---|---|---|')
   for model, score, full, mixed in rows:
-    print(f'| {model} | {score} | {full:.4f} | {mixed:.4f} | {100 * (mixed / full - 1):+.2f}% |')
+    print(f'| {model} | {score} | {full:.4f} | {mixed:.4f} | {mixed - full:+.4f} |')
 
 
 if __name__ == '__main__':

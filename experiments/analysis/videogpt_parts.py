@@ -7,8 +7,9 @@ VQ-VAE and of the prior (benchmark sizes: `vqvae_moving_digits`, `videogpt_movin
 Each part is timed as jax.grad of sum(sin(output)) with respect to its parameters and its input
 (the VQ-VAE's first layer, which reads data: parameters only), median of `--repeats` calls after
 a warm-up; GFLOP is XLA's cost analysis of what runs. "x n" is how often the model runs the part
-per step, so n x ms over the step's time is the part's share. The VQ-VAE runs its default
-`conv_impl='folded'`; its stride-1 parts are also timed as XLA's 3D convolutions
+per step. Timed alone, with their own input gradients and loss, the parts rank the layers by
+speed; they do not partition the step (their n x ms can sum to more than it). The VQ-VAE runs
+its default `conv_impl='folded'`; its stride-1 parts are also timed as XLA's 3D convolutions
 (`conv_impl='xla'`; XLA's strided ones take tens of seconds, docs/results.md).
 """
 
