@@ -65,16 +65,11 @@ def global_batch(sharding: NamedSharding, local: np.ndarray) -> jax.Array:
   return jax.make_array_from_process_local_data(sharding, local)
 
 
-def primary_outcome(ok: bool) -> bool:
-  """Process 0's `ok` on every process: how the others learn whether something only process 0
-  does (take the workdir lock) succeeded. A collective: every process calls it at the same
-  point of the run."""
+def primary_value(value: int) -> int:
+  """Process 0's `value` (an int or a bool) on every process: how the others learn what only
+  process 0 did (take the workdir lock) or check that they agree with it (the checkpoint they
+  restored). A collective: every process calls it at the same point of the run, which makes it
+  a barrier too."""
   if jax.process_count() == 1:
-    return ok
-  return bool(multihost_utils.broadcast_one_to_all(np.int32(ok)))
-
-
-def barrier(name: str) -> None:
-  """Waits until every process reaches the barrier `name` (nothing to wait for in one process)."""
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(name)
+    return int(value)
+  return int(multihost_utils.broadcast_one_to_all(np.int32(value)))

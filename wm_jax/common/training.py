@@ -97,11 +97,16 @@ def restore_newest(manager: ocp.CheckpointManager,
     except Exception as error:  # Orbax and tensorstore raise many kinds for a damaged file.
       failures.append((step, error))
       continue
-    if failures:  # Every process failed on the same files; process 0 moves them.
-      if distributed.is_primary():
-        for bad_step, error in failures:
-          _set_aside(manager, bad_step, error)
-      distributed.barrier('unreadable checkpoints set aside')
+    if distributed.is_primary():  # The files are shared: process 0 moves them for all.
+      for bad_step, error in failures:
+        _set_aside(manager, bad_step, error)
+    primary_step = distributed.primary_value(step)  # The others wait for the move here.
+    if primary_step != step:
+      raise ValueError(f'Process {jax.process_index()} restored checkpoint {step} of '
+                       f'{manager.directory} and process 0 checkpoint {primary_step}: a file of '
+                       'one process is unreadable. Restore it, or resume from an earlier step '
+                       'by moving the newer checkpoints out of the directory.')
+    if failures:
       manager.reload()
     return step, restored
   if failures:

@@ -107,9 +107,9 @@ def workdir_lock(workdir: str) -> Iterator[None]:
     try:
       acquired = _acquire(path, {'host': socket.gethostname(), 'pid': os.getpid()})
     except RuntimeError:
-      distributed.primary_outcome(False)  # The other processes stop too, rather than wait.
+      distributed.primary_value(False)  # The other processes stop too, rather than wait.
       raise
-  if not distributed.primary_outcome(True):
+  if not distributed.primary_value(True):
     raise RuntimeError(f'Process 0 could not take the lock of the workdir {workdir}: see its '
                        'error.')
   _held[path] = 1
