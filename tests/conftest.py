@@ -51,6 +51,18 @@ def tiny_vqvae_config(workdir):
   return config
 
 
+def equations(jaxpr, repeats: int = 1):
+  """(equation, how often it runs) for every equation of `jaxpr` and of the jaxprs inside it
+  (a scan body: its length times)."""
+  for eqn in jaxpr.eqns:
+    yield eqn, repeats
+    inner = repeats * eqn.params.get('length', 1) if eqn.primitive.name == 'scan' else repeats
+    for param in eqn.params.values():
+      for sub in param if isinstance(param, (list, tuple)) else [param]:
+        if isinstance(sub, (jax.extend.core.ClosedJaxpr, jax.extend.core.Jaxpr)):
+          yield from equations(getattr(sub, 'jaxpr', sub), inner)
+
+
 def adam_first_moment(opt_state):
   """The first moment of the Adam inside an optax state: 0.1 x the gradient after one step."""
   import optax

@@ -6,7 +6,9 @@ import pytest
 
 from wm_jax.videogpt.models.strided_conv3d import (DownConv3D, UpConv3D, conv3d_by_frames,
                                                    conv3d_by_overlap_add)
-from wm_jax.videogpt.models.video_vqvae import conv3d
+from wm_jax.videogpt.models.video_vqvae import VideoVQVAE, conv3d
+
+from conftest import equations
 
 STRIDES = [(2, 2, 2), (2, 1, 1), (1, 2, 2), (1, 1, 1)]
 
@@ -66,6 +68,25 @@ def test_the_models_stride1_convs_are_the_same_in_both_impls(kernel):
   np.testing.assert_allclose(conv3d(5, kernel, jnp.float32, 'folded').apply(params, x),
                              conv3d(5, kernel, jnp.float32, 'xla').apply(params, x),
                              atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize('impl', ['folded', 'xla'])
+def test_the_folded_vqvae_step_runs_no_3d_convolution(impl):
+  model = VideoVQVAE(hidden=16, residual_units=8, num_res_layers=1, num_codes=32, code_dim=8,
+                     downsample=(2, 2, 2), conv_impl=impl)
+  videos = jax.random.uniform(jax.random.key(0), (2, 4, 8, 8, 3), minval=-0.5, maxval=0.5)
+  variables = model.init({'params': jax.random.key(1), 'codebook': jax.random.key(2)}, videos)
+
+  def loss(params):
+    (reconstructions, _), _ = model.apply({**variables, 'params': params}, videos, True,
+                                          mutable=['batch_stats', 'codebook'],
+                                          rngs={'codebook': jax.random.key(3)})
+    return jnp.mean(jnp.square(reconstructions - videos))
+
+  jaxpr = jax.make_jaxpr(jax.grad(loss))(variables['params']).jaxpr
+  convs = [eqn for eqn, _ in equations(jaxpr) if eqn.primitive.name == 'conv_general_dilated']
+  three_d = [eqn for eqn in convs if eqn.invars[0].aval.ndim == 5]
+  assert convs and (not three_d if impl == 'folded' else three_d)
 
 
 def test_gradients_match_between_impls():

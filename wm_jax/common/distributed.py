@@ -65,11 +65,11 @@ def global_batch(sharding: NamedSharding, local: np.ndarray) -> jax.Array:
   return jax.make_array_from_process_local_data(sharding, local)
 
 
-def primary_value(value: int) -> int:
-  """Process 0's `value` (an int or a bool) on every process: how the others learn what only
-  process 0 did (take the workdir lock) or check that they agree with it (the checkpoint they
-  restored). A collective: every process calls it at the same point of the run, which makes it
-  a barrier too."""
+def process_values(value: int) -> list[int]:
+  """Every process's `value` (an int or a bool), in process order, on every process: how the
+  others learn what only process 0 did (take the workdir lock) and how all check that they
+  agree (the checkpoint they restored). A collective: every process calls it at the same point
+  of the run, which makes it a barrier too."""
   if jax.process_count() == 1:
-    return int(value)
-  return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
+    return [int(value)]
+  return [int(v) for v in multihost_utils.process_allgather(np.int32(value))]

@@ -89,29 +89,33 @@ def restore_newest(manager: ocp.CheckpointManager,
   naming each, so that training resumes from it. If no checkpoint restores (a damaged
   directory, or a state of another structure), the newest one's error is raised and nothing is
   moved."""
-  failures = []
-  for step in sorted(manager.all_steps(), reverse=True):
+  failures, step, restored = [], None, None
+  for candidate in sorted(manager.all_steps(), reverse=True):
     try:
       with _quiet_failed_reads():
-        restored = manager.restore(step, args=args(step) if callable(args) else args)
+        restored = manager.restore(candidate, args=args(candidate) if callable(args) else args)
     except Exception as error:  # Orbax and tensorstore raise many kinds for a damaged file.
-      failures.append((step, error))
+      failures.append((candidate, error))
       continue
-    if distributed.is_primary():  # The files are shared: process 0 moves them for all.
+    step = candidate
+    break
+  steps = distributed.process_values(-1 if step is None else step)
+  if len(set(steps)) > 1:
+    raise ValueError(f'The processes restored different checkpoints of {manager.directory} '
+                     f'(process: step, -1 for none: {dict(enumerate(steps))}): a file that some '
+                     'process cannot read. Restore it, or move the newer checkpoints out of the '
+                     'directory to resume from an older one.')
+  if step is None:
+    if failures:
+      raise failures[0][1]
+    return None
+  if failures:  # The same steps on every process; the files are shared: process 0 moves them.
+    if distributed.is_primary():
       for bad_step, error in failures:
         _set_aside(manager, bad_step, error)
-    primary_step = distributed.primary_value(step)  # The others wait for the move here.
-    if primary_step != step:
-      raise ValueError(f'Process {jax.process_index()} restored checkpoint {step} of '
-                       f'{manager.directory} and process 0 checkpoint {primary_step}: a file of '
-                       'one process is unreadable. Restore it, or resume from an earlier step '
-                       'by moving the newer checkpoints out of the directory.')
-    if failures:
-      manager.reload()
-    return step, restored
-  if failures:
-    raise failures[0][1]
-  return None
+    distributed.process_values(0)  # The others wait for the move.
+    manager.reload()
+  return step, restored
 
 
 def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:

@@ -106,10 +106,21 @@ def workdir_lock(workdir: str) -> Iterator[None]:
       os.makedirs(workdir, exist_ok=True)
     try:
       acquired = _acquire(path, {'host': socket.gethostname(), 'pid': os.getpid()})
-    except RuntimeError:
-      distributed.primary_value(False)  # The other processes stop too, rather than wait.
+    except BaseException:
+      distributed.process_values(False)  # The other processes stop too, rather than wait.
       raise
-  if not distributed.primary_value(True):
+
+  def release():
+    if acquired:
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+  try:
+    taken = distributed.process_values(True)[0]
+  except BaseException:  # Another process is gone.
+    release()
+    raise
+  if not taken:
     raise RuntimeError(f'Process 0 could not take the lock of the workdir {workdir}: see its '
                        'error.')
   _held[path] = 1
@@ -117,9 +128,7 @@ def workdir_lock(workdir: str) -> Iterator[None]:
     yield
   finally:
     del _held[path]
-    if acquired:
-      with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
+    release()
 
 
 def holds_workdir_lock(function: Callable) -> Callable:

@@ -13,13 +13,15 @@ two ways.
   whole kernel in one matmul and adds the shifted taps instead. Each stride-1 3D convolution
   then runs without a 3D convolution (`conv3d_stride1`): as a 2D one over the frames an output
   frame reads, stacked along the channels, or, where the channels narrow (the down conv after
-  space-to-depth), as one matmul and an overlap-add. No multiplications by inserted zeros, and the gradients are 2D stride-1
-  convolutions and matmuls too. `frames_conv_general_dilated` gives the model's stride-1
-  `nn.Conv`s the same form.
-Measured on a 2-core CPU, forward + backward at batch 16 (docs/results.md): XLA's strided down conv
-1 -> 64 channels 30.4 s vs 0.39 s folded; the transposed up conv 64 -> 1 43.8 s vs 1.8 s by
-phases vs 0.09 s by matmul; a kernel-3 64 -> 64 convolution 2.3x faster by frames than as XLA's
-3D convolution. Both impls are selectable (`conv_impl`) and tested equal.
+  space-to-depth), as one matmul and an overlap-add. No multiplications by inserted zeros, and
+  the gradients are 2D stride-1 convolutions and matmuls too. `frames_conv_general_dilated`
+  gives the model's stride-1 `nn.Conv`s the same form.
+Measured on a 2-core CPU, forward + backward at batch 16: XLA's strided down conv 1 -> 64
+channels 30.4 s vs 0.39 s folded; the transposed up conv 64 -> 1 43.8 s vs 1.8 s by phases vs
+0.09 s by matmul (docs/results.md); a kernel-3 64 -> 64 convolution at 83.5 GFLOP/s by frames
+vs 47.7 as XLA's 3D convolution (BENCHMARKS.md). Both impls are selectable (`conv_impl`) and
+tested equal. In bfloat16 the overlap-add sums its taps' products in bfloat16 (a rounding per
+add, where a convolution rounds once).
 """
 
 from __future__ import annotations
@@ -55,14 +57,21 @@ def conv3d_stride1(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
   return conv3d_by_frames(x, kernel, padding)
 
 
+def _products(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Every voxel of x [..., C] times the whole kernel [k_t, k_h, k_w, C, F]: [N, C] @
+  [C, k_t k_h k_w F] -> [..., k_t, k_h, k_w, F]."""
+  channels = x.shape[-1]
+  products = x.reshape(-1, channels) @ kernel.transpose(3, 0, 1, 2, 4).reshape(channels, -1)
+  return products.reshape(*x.shape[:-1], *kernel.shape[:3], kernel.shape[4])
+
+
 def conv3d_by_overlap_add(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
-  """`conv3d_stride1` as one matmul of every input voxel by the whole kernel ([N, C] @
-  [C, k_t k_h k_w F]), then each tap's products shifted and added."""
+  """`conv3d_stride1` as one matmul of every input voxel by the whole kernel, then each tap's
+  products shifted and added."""
   x = jnp.pad(x, [(0, 0), *padding, (0, 0)])
-  batch, *spatial, channels = x.shape
+  batch, *spatial, _ = x.shape
   taps = kernel.shape[:3]
-  products = (x.reshape(-1, channels) @ kernel.transpose(3, 0, 1, 2, 4).reshape(channels, -1))
-  products = products.reshape(batch, *spatial, math.prod(taps), kernel.shape[4])
+  products = _products(x, kernel).reshape(batch, *spatial, math.prod(taps), kernel.shape[4])
   size = [n - k + 1 for n, k in zip(spatial, taps)]
   return sum(products[:, i:i + size[0], j:j + size[1], l:l + size[2], tap]
              for tap, (i, j, l) in enumerate(np.ndindex(*taps)))
@@ -92,7 +101,8 @@ def frames_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=
   undilated 3D convolution runs as `conv3d_stride1`, anything else as XLA's."""
   plain = all(s == 1 for s in window_strides) and not any(
       d is not None and any(v != 1 for v in d) for d in (lhs_dilation, rhs_dilation))
-  if lhs.ndim != 5 or not plain or kwargs.get('feature_group_count', 1) != 1:
+  defaults = kwargs.get('feature_group_count', 1) == 1 and kwargs.get('precision') is None
+  if lhs.ndim != 5 or not plain or not defaults:
     return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                         rhs_dilation, dimension_numbers, **kwargs)
   if dimension_numbers != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DIMENSIONS):
@@ -195,12 +205,8 @@ def _up_by_matmul(x: jax.Array, kernel: jax.Array, strides: Sequence[int]) -> ja
   """Every input voxel times the whole kernel ([N, C_in] @ [C_in, 64 C_out]), then each axis's
   taps shifted and added into its output phases. For narrow outputs (the decoder's last layer),
   where a convolution with few output channels runs far below the matmul rate."""
-  batch, t, h, w, channels = x.shape
-  features = kernel.shape[-1]
-  patches = x.reshape(-1, channels) @ kernel.transpose(3, 0, 1, 2, 4).reshape(channels, -1)
   # [B, t, tap_t, h, tap_h, w, tap_w, C_out]: each axis's taps beside it.
-  y = patches.reshape(batch, t, h, w, KERNEL, KERNEL, KERNEL, features).transpose(
-      0, 1, 4, 2, 5, 3, 6, 7)
+  y = _products(x, kernel).transpose(0, 1, 4, 2, 5, 3, 6, 7)
   for axis, stride in zip((1, 2, 3), strides):
     length = y.shape[axis]
     phases = []

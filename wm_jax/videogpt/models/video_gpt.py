@@ -229,8 +229,8 @@ class VideoGPT(nn.Module):
   resnet_blocks: Sequence[int] = (2, 2, 2, 2)  # ResNet-18; ResNet-34: (3, 4, 6, 3).
   resnet_widths: Sequence[int] = (64, 128, 256, 240)
   resnet_stem: int = 64
-  # Compute dtype ('bfloat16': mixed precision). Parameters, LayerNorm statistics, the softmax
-  # and the logits stay float32.
+  # Compute dtype ('bfloat16': mixed precision). Parameters, LayerNorm statistics and the
+  # softmax stay float32; the logits are cast to float32.
   dtype: Any = jnp.float32
 
   def setup(self):

@@ -173,11 +173,12 @@ class VideoVQVAE(nn.Module):
   channels: int = 3  # C of the videos (Moving MNIST: 1).
   attention: bool = True  # Axial attention in the residual blocks (paper: none for Moving MNIST).
   position_embeddings: bool = True  # The paper's; the authors' code has none in the VQ-VAE.
-  conv_impl: str = 'folded'  # How strided convs compute (same math): see strided_conv3d.py.
+  conv_impl: str = 'folded'  # How the 3D convs compute (same math): see strided_conv3d.py.
   axis_name: str | None = None  # Set inside shard_map/pmap: codebook statistics are psum'd.
   reference_frame: int | None = None  # Codes relative to this frame of the clip (see above).
   # Compute dtype ('bfloat16': mixed precision). Parameters, BatchNorm and codebook statistics,
-  # the code search, the losses and the reconstructions stay float32.
+  # the code search (pre_quantize included) and the losses stay float32; the reconstructions
+  # are cast to float32.
   dtype: Any = jnp.float32
 
   def setup(self):

@@ -62,8 +62,8 @@ class MDNRNN(nn.Module):
   use_restart: bool = False
   predict_done: bool = False
   predict_reward: bool = False
-  # Compute dtype ('bfloat16': mixed precision). Parameters, the LSTM's cell state and the
-  # outputs stay float32.
+  # Compute dtype ('bfloat16': mixed precision). Parameters and the LSTM's cell state stay
+  # float32; the head's outputs are cast to float32.
   dtype: Any = jnp.float32
 
   @property
