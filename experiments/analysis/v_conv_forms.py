@@ -8,14 +8,12 @@ data: parameters only), of sum(sin(y)) so that every output value matters. Times
 after a warm-up call; FLOP/s is XLA's cost analysis of what each form executes over its time.
 """
 
-import time
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
 
+from experiments.benchmarks.common import median_seconds
 from wm_jax.world_models.models.conv_vae import (MatmulConv, MatmulConvTranspose,
                                                  matmul_conv_form)
 
@@ -29,13 +27,7 @@ LAYERS = [('conv', 64, 3, 32, 4), ('conv', 31, 32, 64, 4), ('conv', 14, 64, 128,
 
 
 def _median_ms(fn, *args) -> float:
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(_REPEATS.value):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return 1e3 * float(np.median(times))
+  return 1e3 * median_seconds(lambda: fn(*args), _REPEATS.value)
 
 
 def _module(kind: str, features: int, kernel: int, form: str) -> nn.Module:

@@ -1,6 +1,7 @@
 """Where VideoGPT's train steps spend their time on this device: each kind of layer of the
 VQ-VAE and of the prior (benchmark sizes: `vqvae_moving_digits`, `videogpt_moving_digits` at
-4x16x16 codes), alone, forward and gradient, beside the whole train step.
+4x16x16 codes), alone, forward and gradient, beside the whole train step (timed as
+BENCHMARKS.md's rows).
 
   python -m experiments.analysis.videogpt_parts [--repeats=5]
 
@@ -19,15 +20,14 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 from absl import app, flags
 
-from experiments.benchmarks.common import median_seconds, median_step_seconds
-from wm_jax.common import training
+from experiments.benchmarks.common import median_seconds
+from experiments.benchmarks.videogpt_sampling import prior_rows
+from experiments.benchmarks.vqvae_throughput import vqvae_train_step
 from wm_jax.videogpt import configs, vqvae
 from wm_jax.videogpt.models import sparse_attention
 from wm_jax.videogpt.models.strided_conv3d import DownConv3D, UpConv3D
-from wm_jax.videogpt.models.video_gpt import VideoGPT
 from wm_jax.videogpt.models.video_vqvae import AttentionResidualBlock, conv3d
 
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed calls per measurement.')
@@ -62,10 +62,7 @@ def vqvae_parts() -> None:
   t, size, _ = vqvae.video_shape(config)[:3]
   if tuple(m.downsample) != (4, 4, 4) or m.attention:
     raise ValueError('The parts listed are those of the default vqvae_moving_digits model.')
-  step = vqvae.jit_train_step(config, training.make_mesh(1))
-  state = vqvae.create_train_state(config, jax.random.PRNGKey(0))
-  videos = jnp.zeros((batch, *vqvae.video_shape(config)), jnp.uint8)
-  step_ms = 1e3 * median_step_seconds(step, state, videos, _REPEATS.value)
+  step_ms = 1e3 * vqvae_train_step(config, steps=_REPEATS.value).seconds  # The benchmark's row.
   print(f'\nVQ-VAE, conv_impl={impl!r}: train step {step_ms:.1f} ms (batch {batch})\n')
   print('| part | per step | ms | GFLOP | GFLOP/s |\n|---|---|---|---|---|')
   h = m.hidden
@@ -93,23 +90,7 @@ def prior_parts() -> None:
   config = configs.get('videogpt_moving_digits')
   m, batch, latent = config.model, config.data.batch_size, (4, 16, 16)
   length = math.prod(latent)
-  model = VideoGPT(latent_shape=latent, num_codes=512, **m)
-  codebook = jax.random.normal(jax.random.key(0), (512, 64))
-  codes = jax.random.randint(jax.random.key(1), (batch, *latent), 0, 512)
-  params = model.init(jax.random.key(2), codebook[codes[:1]])['params']
-  tx = optax.adam(config.train.learning_rate)
-
-  @jax.jit
-  def step(params, opt_state):
-    def loss(params):
-      logits = model.apply({'params': params}, codebook[codes], train=True,
-                           rngs={'dropout': jax.random.key(3)})
-      return optax.softmax_cross_entropy_with_integer_labels(logits, codes).mean()
-    updates, opt_state = tx.update(jax.grad(loss)(params), opt_state)
-    return optax.apply_updates(params, updates), opt_state
-
-  opt_state = tx.init(params)
-  step_ms = 1e3 * median_seconds(lambda: step(params, opt_state), _REPEATS.value)
+  step_ms = 1e3 * prior_rows(config, latent, steps=_REPEATS.value, sampling=False)[0].seconds
   print(f'\nprior: train step {step_ms:.1f} ms (batch {batch}, {length} tokens each)\n')
   print('| part | per step | ms | GFLOP | GFLOP/s |\n|---|---|---|---|---|')
   heads = m.num_heads

@@ -2,12 +2,13 @@
 
   python -m experiments.benchmarks [--quick] [--out=DIR]
 
-Rows: V's, M's, the VQ-VAE's and the prior's train steps (float32 and bfloat16); a Doom-sized CMA-ES generation in the
-dream; the prior's sampling with and without the key/value cache; C's rollouts in the real
-(pixel CartPole) environment through V and M; host-game (DoomTakeCover) collection. Each row: items per second, seconds per call, the
-FLOPs of one call (XLA's cost analysis, or counted by hand where XLA cannot: see each module),
-the achieved FLOP/s and its fraction of the best [4096, 4096] matmul on the same device in
-float32 and bfloat16, measured in the same run. Prints the markdown table and, with --out,
+Rows: V's, M's, the VQ-VAE's and the prior's train steps (float32 and bfloat16); a Doom-sized
+CMA-ES generation in the dream; the prior's sampling with and without the key/value cache; C's
+rollouts in the real (pixel CartPole) environment through V and M; host-game (DoomTakeCover)
+collection. Each row: items per second, seconds per call, the FLOPs of one call (XLA's cost
+analysis, or counted by hand where XLA cannot: see each module), the achieved FLOP/s and its
+fraction of the best [4096, 4096] matmul on the same device in float32 and bfloat16, measured
+in the same run. Prints the markdown table and, with --out,
 writes DIR/benchmarks.json and DIR/benchmarks.md. The paper's sizes by default (about 13 minutes
 on a 2-core CPU); --quick shrinks the batches and lengths (about 2 minutes).
 """

@@ -6,7 +6,6 @@ import os
 import tempfile
 import time
 
-
 from experiments.benchmarks.common import Row
 from wm_jax.data import episodes as episodes_lib
 from wm_jax.world_models import Workdir, configs
