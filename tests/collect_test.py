@@ -1,11 +1,18 @@
+import multiprocessing
+import os
+
 import jax
 import numpy as np
 import pytest
 
+from wm_jax.data import host_collect
 from wm_jax.data.collect import make_collect
+from wm_jax.data.episodes import dataset_dir, open_episodes
+from wm_jax.envs import games
 from wm_jax.envs.pixels import make_pixel_env
 from wm_jax.world_models import Workdir, configs
 from wm_jax.world_models.stages import collect as collect_stage
+from wm_jax.world_models.workdir import fingerprint
 
 
 def collect(key=0, episodes=6, max_steps=40, repeat=3):
@@ -62,34 +69,71 @@ def test_dataset_from_another_config_is_refused(rollout_workdir):
     collect_stage.collect(config, rollout_workdir)
 
 
-def collect_doom(workdir, num_workers):
-  from wm_jax.data.episodes import open_episodes
+def doom_config(num_workers):
   config = configs.get('default:tiny')
   config.env.name = 'DoomTakeCover'
   config.env.num_workers = num_workers
-  config.env.max_steps = 130
-  config.collect.num_episodes = 3
-  config.collect.min_steps = 110
+  # Seed 0's first episodes last [453, 378, 540, 420, 352, ...] steps: episodes 1 and 4 are
+  # dropped, block 1 (episodes 3..5) keeps 2 and is cut to the 1 still needed.
+  config.env.max_steps = 400
+  config.collect.min_steps = 380
   config.collect.max_action_repeat = 10
-  collect_stage.collect(config, str(workdir))
-  source = open_episodes(Workdir(str(workdir)).rollouts)
-  return [source[i] for i in range(len(source))]
+  config.collect.episodes_per_chunk = 3
+  config.collect.num_episodes = 3
+  return config
 
 
-def test_parallel_host_collection_writes_a_readable_dataset(tmp_path):
-  episodes = collect_doom(tmp_path / 'two_workers', num_workers=2)
-  assert len(episodes) == 3
-  for episode in episodes:
+def dataset_files(workdir):
+  directory = dataset_dir(Workdir(str(workdir)).rollouts)
+  return {name: open(os.path.join(directory, name), 'rb').read()
+          for name in sorted(os.listdir(directory))}
+
+
+def test_host_collection_is_the_same_whatever_the_workers_and_interruptions(tmp_path):
+  config = doom_config(num_workers=2)
+  collect_stage.collect(config, str(tmp_path / 'two_workers'))
+  source = open_episodes(Workdir(str(tmp_path / 'two_workers')).rollouts)
+  assert len(source) == 3
+  for episode in map(source.__getitem__, range(3)):
     length = len(episode['frames'])
-    assert 110 <= length <= 130  # Shorter episodes were dropped; longer ones cut.
+    assert 380 <= length <= 400  # Shorter episodes were dropped; longer ones cut.
     assert episode['frames'].shape == (length, 64, 64, 3) and episode['frames'].dtype == np.uint8
     assert set(np.unique(episode['actions'])) <= {0, 1, 2}
     assert episode['dones'][-1] and not episode['dones'][:-1].any()
     np.testing.assert_array_equal(episode['rewards'], 1.0)
-  # The same episodes whatever the number of workers.
-  for a, b in zip(episodes, collect_doom(tmp_path / 'one_worker', num_workers=1)):
-    np.testing.assert_array_equal(a['frames'], b['frames'])
-    np.testing.assert_array_equal(a['actions'], b['actions'])
+
+  # One worker, after a killed run that had finished block 0 and was writing block 1.
+  config = doom_config(num_workers=1)
+  path = Workdir(str(tmp_path / 'one_worker')).rollouts
+  blocks = os.path.join(path, host_collect.UNFINISHED_BLOCKS)
+  spec = dict(collect_stage.rollout_spec(config))
+  host_collect._finished_blocks(blocks, fingerprint(config, 'collect'))
+  with multiprocessing.get_context('spawn').Pool(1, games.init_collector, (config.env.name,)) as pool:
+    pool.apply(host_collect._collect_block, ((blocks, 0, config.seed, 3, 400, 10, 380, spec),))
+  with open(os.path.join(blocks, 'block-00001'), 'wb') as f:
+    f.write(b'half a shard')
+  block_0 = os.stat(os.path.join(blocks, 'block-00000')).st_ino
+  changed = doom_config(num_workers=1)
+  changed.collect.max_action_repeat = 4
+  with pytest.raises(ValueError, match=r'unfinished collection.*\n.*collect\.max_action_repeat: '
+                                       r'stored 10, config 4'):
+    collect_stage.collect(changed, str(tmp_path / 'one_worker'))
+  collect_stage.collect(config, str(tmp_path / 'one_worker'))
+  assert os.stat(os.path.join(dataset_dir(path), 'episode_dataset-train.array_record-00000-of-'
+                              '00002')).st_ino == block_0  # Reused, not played again.
+  assert not os.path.exists(blocks)
+  assert dataset_files(tmp_path / 'one_worker') == dataset_files(tmp_path / 'two_workers')
+
+
+def test_blocks_start_only_when_the_blocks_before_may_not_keep_enough():
+  finished = {0: host_collect._Block(None, (0, 2)), 2: host_collect._Block(None, (1,))}
+  # Needed 6, blocks of 3: block 0 kept 2; block 1 (running) keeps at most 3, block 2 kept 1.
+  assert host_collect._blocks_to_start(finished, {1}, 3, 6, workers=4) == []
+  assert host_collect._blocks_to_start(finished, {1}, 3, 7, workers=4) == [3]
+  assert host_collect._blocks_to_start(finished, set(), 3, 20, workers=4) == [1, 3, 4, 5]
+  assert host_collect._blocks_to_start(finished, {1, 3}, 3, 20, workers=2) == []
+  assert host_collect._last_block(finished, 2) == 0
+  assert host_collect._last_block(finished, 3) is None  # Block 1 is not finished.
 
 
 def test_min_steps_is_refused_for_gymnax_collection(tmp_path):

@@ -53,7 +53,8 @@ def rows(quick: bool):
                           steps=2 if quick else 3, sampling=dtype == 'float32')
   yield dream_generation(steps=200 if quick else 2100, repeats=1 if quick else 2)
   yield real_rollout(num_episodes=16 if quick else 64, repeats=1 if quick else 3)
-  yield doom_collection(num_episodes=20 if quick else 200)
+  for workers in sorted({1, os.cpu_count()}):  # Frames/s per worker and on every core.
+    yield doom_collection(num_episodes=20 if quick else 200, num_workers=workers)
 
 
 def main(argv):

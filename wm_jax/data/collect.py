@@ -11,20 +11,16 @@ taken from, `actions[t]`, `rewards[t]`, `dones[t]` (the episode ended after this
 termination or time limit) and `terminals[t]` (it ended by termination: what M's done head
 predicts).
 
-Host games (`wm_jax.envs.games`) run the same policy in `env.num_workers` processes, one
-episode per task, in a fixed seed order (the dataset does not depend on the worker count);
-episodes shorter than `collect.min_steps` are dropped (the paper's Doom data: under 100 frames)
-until `collect.num_episodes` are kept.
+Host games (`wm_jax.envs.games`) run the same policy in worker processes that also write the
+dataset (`wm_jax.data.host_collect`).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import multiprocessing
-import os
 import time
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +28,8 @@ import numpy as np
 from tqdm import auto as tqdm
 from flax import struct
 
-from wm_jax.envs import games
+from wm_jax.data import episodes as episodes_lib
+from wm_jax.data import host_collect
 from wm_jax.envs.pixels import HOST_ENVS
 
 
@@ -107,22 +104,30 @@ def make_collect(env, env_params, max_steps: int, max_action_repeat: int):
   return collect
 
 
-def random_episodes(config, env, env_params) -> Iterator[dict[str, np.ndarray]]:
-  """`collect.num_episodes` random-policy episodes of `env.name` (a gymnax env, or a host game),
-  with a progress bar and frames/s."""
-  source = host_episodes if config.env.name in HOST_ENVS else gymnax_episodes
+def write_random_episodes(config, env, env_params, path: str, spec: episodes_lib.EpisodeSpec,
+                          metadata: Mapping[str, Any]) -> list[int]:
+  """Collects `collect.num_episodes` random-policy episodes of `env.name` (a gymnax env, or a
+  host game) into the dataset at `path` (`wm_jax.data.episodes`). Returns their lengths."""
+  if config.env.name in HOST_ENVS:
+    return host_collect.write_host_episodes(config, path, spec, metadata)
+  lengths = []
   progress = tqdm.tqdm(total=config.collect.num_episodes, desc=f'collect {config.env.name}',
                        unit='episode')
-  yield from _with_progress(source(config, env, env_params), progress)
+  episodes_lib.write_episodes(path, spec, _with_progress(
+      gymnax_episodes(config, env, env_params), progress, lengths), metadata)
   progress.close()
+  return lengths
 
 
-def _with_progress(episodes: Iterator[dict[str, np.ndarray]], progress: tqdm.tqdm):
-  frames, start = 0, time.perf_counter()
+def _with_progress(episodes: Iterator[dict[str, np.ndarray]], progress: tqdm.tqdm,
+                   lengths: list[int]):
+  """`episodes`, counted on `progress` and appended to `lengths`."""
+  start = time.perf_counter()
   for episode in episodes:
-    frames += len(episode['frames'])
+    lengths.append(len(episode['frames']))
     progress.update(1)
-    progress.set_postfix(frames=frames, frames_per_s=f'{frames / (time.perf_counter() - start):.0f}')
+    progress.set_postfix(frames=sum(lengths),
+                         frames_per_s=f'{sum(lengths) / (time.perf_counter() - start):.0f}')
     yield episode
 
 
@@ -139,42 +144,3 @@ def gymnax_episodes(config, env, env_params) -> Iterator[dict[str, np.ndarray]]:
     # The last chunk is collected at full size (one compiled shape) and cut.
     rollouts = collect(jax.random.fold_in(key, chunk), c.episodes_per_chunk)
     yield from itertools.islice(rollouts.episodes(), size)
-
-
-def host_episodes(config, env, env_params) -> Iterator[dict[str, np.ndarray]]:
-  """`collect.num_episodes` episodes of at least `collect.min_steps` steps from a host game, in
-  `env.num_workers` processes; episode i is seeded by child i of SeedSequence(config.seed),
-  whichever worker runs it."""
-  c = config.collect
-  for name, value in (('env.max_steps', config.env.max_steps),
-                      ('collect.max_action_repeat', c.max_action_repeat),
-                      ('collect.min_steps', c.min_steps)):
-    if value < 1:
-      raise ValueError(f'{name} must be >= 1, got {value}.')
-  if c.min_steps > config.env.max_steps:
-    raise ValueError(f'collect.min_steps={c.min_steps} exceeds env.max_steps='
-                     f'{config.env.max_steps}.')
-  workers = config.env.num_workers or os.cpu_count()
-  seeds = np.random.SeedSequence(config.seed)
-  kept, tried = 0, 0
-  pool = multiprocessing.get_context('spawn').Pool(workers, games.init_collector,
-                                                  (config.env.name,))
-  try:
-    while kept < c.num_episodes:
-      # Enough tasks to keep the workers busy; the dropped fraction is made up next round.
-      batch = max(2 * workers, c.num_episodes - kept)
-      tasks = [(int(seeds.spawn(1)[0].generate_state(1)[0]), config.env.max_steps,
-                c.max_action_repeat)
-               for _ in range(batch)]
-      for episode in pool.imap(games.collect_episode, tasks):
-        if kept == c.num_episodes:
-          break
-        tried += 1
-        if len(episode['frames']) >= c.min_steps:
-          kept += 1
-          yield episode
-    pool.close()  # Workers exit normally and close their games.
-  finally:
-    pool.terminate()
-    pool.join()
-  print(f'collect: kept {kept} of {tried} episodes (min_steps {c.min_steps})', flush=True)

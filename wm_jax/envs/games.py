@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import multiprocessing.util
 import os
+import signal
+import sys
 import tempfile
 
 import numpy as np
@@ -177,10 +179,17 @@ _WORKER_GAME = None
 
 def init_collector(name: str) -> None:
   """Process-pool initializer for collection: one game per worker process, closed when the
-  worker exits (ViZDoom runs each game in a process of its own)."""
+  worker exits (ViZDoom runs each game in a process of its own), also when `Pool.terminate`
+  stops it: SIGTERM exits through the process's finalizers instead of killing it outright."""
   global _WORKER_GAME
   _WORKER_GAME = make_game(name)
   multiprocessing.util.Finalize(None, _WORKER_GAME.close, exitpriority=10)
+  signal.signal(signal.SIGTERM, _exit)
+
+
+def _exit(signum, frame):
+  del signum, frame
+  sys.exit(0)
 
 
 def collect_episode(args: tuple[int, int, int]) -> dict[str, np.ndarray]:

@@ -42,7 +42,8 @@ def _add_data_and_v(config: ml_collections.ConfigDict) -> None:
   config.collect.num_episodes = 1000  # Paper: 10,000.
   config.collect.max_action_repeat = 3  # A random action is held for 1..k frames (Doom: 10).
   config.collect.min_steps = 1  # Shorter episodes are dropped (host games; paper, Doom: 100).
-  config.collect.episodes_per_chunk = 32  # Episodes per jitted collection call (memory).
+  # Episodes per collection task: one jitted call (gymnax) or one worker's shard (host games).
+  config.collect.episodes_per_chunk = 32
 
   config.vae = ml_collections.ConfigDict()
   config.vae.model = ml_collections.ConfigDict()  # wm_jax.world_models.models.conv_vae.ConvVAE

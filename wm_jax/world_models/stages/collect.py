@@ -4,8 +4,6 @@ rollout dataset (`wm_jax.data.collect` collects, `wm_jax.data.episodes` stores).
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import jax
 import ml_collections
 import numpy as np
@@ -13,7 +11,7 @@ import numpy as np
 from wm_jax.common.config import check_same
 from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.data import episodes as episodes_lib
-from wm_jax.data.collect import random_episodes
+from wm_jax.data.collect import write_random_episodes
 from wm_jax.world_models.stages import mdn
 from wm_jax.world_models.workdir import Workdir, fingerprint
 from wm_jax.world_models.world import real_env
@@ -30,19 +28,17 @@ def collect(config: ml_collections.ConfigDict, workdir: str) -> dict[str, int]:
     check_same(episodes_lib.read_metadata(path), meta, f'The rollout dataset in {path}')
   else:
     real = real_env(config)
-    action = jax.eval_shape(real.action_space.sample, jax.random.key(0))
-    spec = {'frames': ((64, 64, 3), np.uint8), 'actions': (action.shape, action.dtype),
-            'rewards': ((), np.float32), 'dones': ((), np.bool_), 'terminals': ((), np.bool_)}
-    lengths = []
-    episodes_lib.write_episodes(path, spec, _counted(random_episodes(config, real.env,
-                                                                     real.params), lengths), meta)
+    lengths = write_random_episodes(config, real.env, real.params, path, rollout_spec(config),
+                                    meta)
     mdn.check_steps(sum(lengths), config.mdn.num_streams, config.mdn.chunk_length,
                     f'The {len(lengths)} episodes collected in {path}')
   return episodes_lib.summary(path)
 
 
-def _counted(episodes: Iterator[dict[str, np.ndarray]], lengths: list[int]):
-  """`episodes`, appending each one's length to `lengths`."""
-  for episode in episodes:
-    lengths.append(len(episode['frames']))
-    yield episode
+
+def rollout_spec(config: ml_collections.ConfigDict) -> episodes_lib.EpisodeSpec:
+  """The rollout dataset's fields: frames [T, 64, 64, 3] uint8, the env's actions, rewards,
+  dones and terminals [T]."""
+  action = jax.eval_shape(real_env(config).action_space.sample, jax.random.key(0))
+  return {'frames': ((64, 64, 3), np.uint8), 'actions': (action.shape, action.dtype),
+          'rewards': ((), np.float32), 'dones': ((), np.bool_), 'terminals': ((), np.bool_)}
