@@ -122,12 +122,13 @@ def write_random_episodes(config, env, env_params, path: str, spec: episodes_lib
 def _with_progress(episodes: Iterator[dict[str, np.ndarray]], progress: tqdm.tqdm,
                    lengths: list[int]):
   """`episodes`, counted on `progress` and appended to `lengths`."""
-  start = time.perf_counter()
+  frames, start = 0, time.perf_counter()
   for episode in episodes:
     lengths.append(len(episode['frames']))
+    frames += lengths[-1]
     progress.update(1)
-    progress.set_postfix(frames=sum(lengths),
-                         frames_per_s=f'{sum(lengths) / (time.perf_counter() - start):.0f}')
+    progress.set_postfix(frames=f'{frames:,}',
+                         frames_per_s=f'{frames / (time.perf_counter() - start):.0f}')
     yield episode
 
 

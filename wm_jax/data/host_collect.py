@@ -90,7 +90,7 @@ def write_host_episodes(config, path: str, spec: episodes_lib.EpisodeSpec,
       blocks[index] = block
       frames += sum(block.shard.lengths)
       progress.update(min(len(block.kept), needed - progress.n))
-      progress.set_postfix(frames=frames,
+      progress.set_postfix(frames=f'{frames:,}',
                            frames_per_s=f'{frames / (time.perf_counter() - start):.0f}')
     pool.close()
     pool.join()  # Workers exit normally and close their games.
