@@ -73,12 +73,12 @@ def doom_config(num_workers):
   config = configs.get('default:tiny')
   config.env.name = 'DoomTakeCover'
   config.env.num_workers = num_workers
-  # Seed 0's first episodes last [453, 378, 540, 420, 352, ...] steps: episodes 1 and 4 are
-  # dropped, block 1 (episodes 3..5) keeps 2 and is cut to the 1 still needed.
+  # Seed 0's first episodes last [453, 378, 540, 420, ...] steps: episode 1 is dropped. Blocks
+  # 0 and 1 (episodes 0..1, 2..3) are both needed, so two workers play them at once.
   config.env.max_steps = 400
   config.collect.min_steps = 380
   config.collect.max_action_repeat = 10
-  config.collect.episodes_per_chunk = 3
+  config.collect.episodes_per_chunk = 2
   config.collect.num_episodes = 3
   return config
 
@@ -109,18 +109,21 @@ def test_host_collection_is_the_same_whatever_the_workers_and_interruptions(tmp_
   spec = dict(collect_stage.rollout_spec(config))
   host_collect._finished_blocks(blocks, fingerprint(config, 'collect'))
   with multiprocessing.get_context('spawn').Pool(1, games.init_collector, (config.env.name,)) as pool:
-    pool.apply(host_collect._collect_block, ((blocks, 0, config.seed, 3, 400, 10, 380, spec),))
+    pool.apply(host_collect._collect_block,
+               ((blocks, 0, config.seed, 2, 400, 10, 380, spec, os.getpid()),))
   with open(os.path.join(blocks, 'block-00001'), 'wb') as f:
     f.write(b'half a shard')
-  block_0 = os.stat(os.path.join(blocks, 'block-00000')).st_ino
+  block_0 = os.stat(os.path.join(blocks, 'block-00000'))
   changed = doom_config(num_workers=1)
   changed.collect.max_action_repeat = 4
   with pytest.raises(ValueError, match=r'unfinished collection.*\n.*collect\.max_action_repeat: '
                                        r'stored 10, config 4'):
     collect_stage.collect(changed, str(tmp_path / 'one_worker'))
   collect_stage.collect(config, str(tmp_path / 'one_worker'))
-  assert os.stat(os.path.join(dataset_dir(path), 'episode_dataset-train.array_record-00000-of-'
-                              '00002')).st_ino == block_0  # Reused, not played again.
+  published = os.stat(os.path.join(dataset_dir(path), 'episode_dataset-train.array_record-'
+                                   '00000-of-00002'))
+  # Reused, not played again (a replay writes a new file and renames it into place).
+  assert (published.st_ino, published.st_mtime_ns) == (block_0.st_ino, block_0.st_mtime_ns)
   assert not os.path.exists(blocks)
   assert dataset_files(tmp_path / 'one_worker') == dataset_files(tmp_path / 'two_workers')
 

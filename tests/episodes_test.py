@@ -41,3 +41,11 @@ def test_missing_and_empty_datasets_get_clear_errors(tmp_path):
   with pytest.raises(ValueError, match='would be empty'):
     episodes_lib.write_episodes(str(tmp_path / 'empty'), SPEC, iter(()), {})
   assert not episodes_lib.is_complete(str(tmp_path / 'empty'))
+
+
+def test_first_episodes_of_a_shard_are_the_same_bytes_as_writing_them_alone(tmp_path):
+  five = episodes_lib.write_shard(str(tmp_path / 'five'), SPEC, make_episodes(5))
+  cut = episodes_lib.first_episodes(five, 3, str(tmp_path / 'cut'))
+  three = episodes_lib.write_shard(str(tmp_path / 'three'), SPEC, make_episodes(3))
+  assert cut.lengths == three.lengths == (3, 4, 5) and cut.sizes == three.sizes
+  assert (tmp_path / 'cut').read_bytes() == (tmp_path / 'three').read_bytes()

@@ -5,8 +5,8 @@ One example is one episode: a dict of arrays whose leading axis is time, e.g. pi
 (`mu`, `logvar` [T, z], ...). The features come from the `EpisodeSpec` handed to the writer.
 
 Shards are written one episode at a time (`write_shard`), so memory stays that of one episode
-whatever the dataset's size, and by whichever process makes the episodes (host-game collection
-writes one shard per worker task). `publish` then names them, writes TFDS's metadata in a
+(of one shard where `first_episodes` cuts one) whatever the dataset's size, and by whichever
+process makes the episodes (host-game collection writes one shard per worker task). `publish` then names them, writes TFDS's metadata in a
 temporary folder (`incomplete.*`) and renames it into place, so a killed write never leaves a
 dataset that `open_episodes` takes for complete; the next write removes what a killed write or
 a damaged dataset (a shard or `dataset_info.json` deleted) left.
@@ -137,9 +137,11 @@ def first_episodes(shard: Shard, count: int, file: str) -> Shard:
   finally:
     reader.close()
   writer = array_record_module.ArrayRecordWriter(file, 'group_size:1')
-  for record in records:
-    writer.write(record)
-  writer.close()
+  try:
+    for record in records:
+      writer.write(record)
+  finally:
+    writer.close()
   return Shard(file, shard.lengths[:count], shard.sizes[:count])
 
 
@@ -156,7 +158,11 @@ def publish(path: str, spec: EpisodeSpec, shards: Sequence[Shard],
   target = dataset_dir(path)
   staging = _new_incomplete_dir(path)
   for index, shard in enumerate(shards):
-    os.link(shard.file, os.path.join(staging, _shard_name(index, len(shards))))
+    name = os.path.join(staging, _shard_name(index, len(shards)))
+    try:
+      os.link(shard.file, name)
+    except OSError:  # A filesystem without hard links, or the shard on another one.
+      shutil.copyfile(shard.file, name)
   identity = tfds.core.dataset_info.DatasetIdentity(
       name=DATASET_NAME, version=tfds.core.Version(VERSION), data_dir=staging,
       module_name=__name__)

@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import queue
 import shutil
+import sys
 import time
 from typing import Any, Mapping
 
@@ -57,7 +58,8 @@ def write_host_episodes(config, path: str, spec: episodes_lib.EpisodeSpec,
   for name, value in (('env.max_steps', config.env.max_steps),
                       ('collect.max_action_repeat', c.max_action_repeat),
                       ('collect.min_steps', c.min_steps),
-                      ('collect.episodes_per_chunk', c.episodes_per_chunk)):
+                      ('collect.episodes_per_chunk', c.episodes_per_chunk),
+                      ('collect.num_episodes', c.num_episodes)):
     if value < 1:
       raise ValueError(f'{name} must be >= 1, got {value}.')
   if c.min_steps > config.env.max_steps:
@@ -70,33 +72,8 @@ def write_host_episodes(config, path: str, spec: episodes_lib.EpisodeSpec,
   size, needed = c.episodes_per_chunk, c.num_episodes
   progress = tqdm.tqdm(total=needed, desc=f'collect {config.env.name}', unit='episode')
   progress.update(min(needed, sum(len(block.kept) for block in blocks.values())))
-  frames, start = 0, time.perf_counter()
-  done = queue.SimpleQueue()
-  pool = multiprocessing.get_context('spawn').Pool(workers, games.init_collector,
-                                                  (config.env.name,))
-  try:
-    running = set()
-    while _last_block(blocks, needed) is None:
-      for index in _blocks_to_start(blocks, running, size, needed, workers):
-        task = (directory, index, config.seed, size, config.env.max_steps, c.max_action_repeat,
-                c.min_steps, spec)
-        pool.apply_async(_collect_block, (task,), callback=done.put, error_callback=done.put)
-        running.add(index)
-      result = done.get()
-      if isinstance(result, BaseException):
-        raise result
-      index, block = result
-      running.remove(index)
-      blocks[index] = block
-      frames += sum(block.shard.lengths)
-      progress.update(min(len(block.kept), needed - progress.n))
-      progress.set_postfix(frames=f'{frames:,}',
-                           frames_per_s=f'{frames / (time.perf_counter() - start):.0f}')
-    pool.close()
-    pool.join()  # Workers exit normally and close their games.
-  finally:
-    pool.terminate()
-    pool.join()
+  if _last_block(blocks, needed) is None:
+    _run_blocks(config, directory, spec, blocks, workers, progress)
   progress.close()
   last = _last_block(blocks, needed)
   shards = [blocks[index].shard for index in range(last)]
@@ -111,6 +88,41 @@ def write_host_episodes(config, path: str, spec: episodes_lib.EpisodeSpec,
   return [length for shard in shards for length in shard.lengths]
 
 
+def _run_blocks(config, directory: str, spec: episodes_lib.EpisodeSpec,
+                blocks: dict[int, _Block], workers: int, progress: tqdm.tqdm) -> None:
+  """Plays blocks in `workers` processes, adding each finished one to `blocks`, until the
+  blocks up to the last one needed are finished."""
+  c = config.collect
+  frames, start = 0, time.perf_counter()  # Of the kept episodes.
+  done = queue.SimpleQueue()
+  pool = multiprocessing.get_context('spawn').Pool(workers, games.init_collector,
+                                                  (config.env.name,))
+  try:
+    running = set()
+    while _last_block(blocks, c.num_episodes) is None:
+      for index in _blocks_to_start(blocks, running, c.episodes_per_chunk, c.num_episodes,
+                                    workers):
+        task = (directory, index, config.seed, c.episodes_per_chunk, config.env.max_steps,
+                c.max_action_repeat, c.min_steps, spec, os.getpid())
+        pool.apply_async(_collect_block, (task,), callback=done.put, error_callback=done.put)
+        running.add(index)
+      result = done.get()
+      if isinstance(result, BaseException):
+        raise result
+      index, block = result
+      running.remove(index)
+      blocks[index] = block
+      frames += sum(block.shard.lengths)
+      progress.update(min(len(block.kept), c.num_episodes - progress.n))
+      progress.set_postfix(frames=f'{frames:,}',
+                           frames_per_s=f'{frames / (time.perf_counter() - start):.0f}')
+    pool.close()
+    pool.join()  # Workers exit normally and close their games.
+  finally:
+    pool.terminate()
+    pool.join()
+
+
 def _finished_blocks(directory: str, metadata: Mapping[str, Any]) -> dict[int, _Block]:
   """The blocks a killed run finished in `directory` (made if absent), after checking they were
   collected with this config (up to `collect.num_episodes`)."""
@@ -121,7 +133,8 @@ def _finished_blocks(directory: str, metadata: Mapping[str, Any]) -> dict[int, _
     with open(stored_path) as f:
       stored = {key: value for key, value in json.load(f).items()
                 if key != 'collect.num_episodes'}
-    check_same(stored, same_blocks, f'The unfinished collection in {directory}')
+    check_same(stored, same_blocks, f'The unfinished collection in {directory} (delete it to '
+               'collect from the start)')
   else:
     _write_json(stored_path, dict(metadata))
   blocks = {}
@@ -165,12 +178,16 @@ def _blocks_to_start(blocks: Mapping[int, _Block], running: set[int], size: int,
 
 def _collect_block(task) -> tuple[int, _Block]:
   """In a worker: plays block `index`'s episodes, writes the kept ones to its shard, then its
-  record (written last, so a block without one is played again)."""
-  directory, index, seed, size, max_steps, max_action_repeat, min_steps, spec = task
+  record (written last, so a block without one is played again). Each file is written under a
+  name of this process's and renamed into place, so a worker left by a killed parent cannot
+  mix its writes with a resumed run's; such a worker exits at its next episode."""
+  directory, index, seed, size, max_steps, max_action_repeat, min_steps, spec, parent = task
   kept = []
 
   def kept_episodes():
     for i in range(size):
+      if os.getppid() != parent:
+        sys.exit(0)  # Through the finalizers, which close the game.
       episode_seed = np.random.SeedSequence(seed, spawn_key=(index * size + i,))
       episode = games.collect_episode((int(episode_seed.generate_state(1)[0]), max_steps,
                                        max_action_repeat))
@@ -179,7 +196,9 @@ def _collect_block(task) -> tuple[int, _Block]:
         yield episode
 
   file = os.path.join(directory, f'block-{index:05d}')
-  shard = episodes_lib.write_shard(file, spec, kept_episodes())
+  shard = episodes_lib.write_shard(f'{file}.{os.getpid()}.tmp', spec, kept_episodes())
+  os.replace(shard.file, file)
+  shard = dataclasses.replace(shard, file=file)
   _write_json(file + '.json', {'index': index, 'kept': kept, 'lengths': list(shard.lengths),
                                'sizes': list(shard.sizes)})
   return index, _Block(shard, tuple(kept))
@@ -187,6 +206,7 @@ def _collect_block(task) -> tuple[int, _Block]:
 
 def _write_json(file: str, value) -> None:
   """Writes `value` to `file` whole or not at all (through a temporary file and a rename)."""
-  with open(file + '.tmp', 'w') as f:
+  temporary = f'{file}.{os.getpid()}.tmp'
+  with open(temporary, 'w') as f:
     json.dump(value, f)
-  os.replace(file + '.tmp', file)
+  os.replace(temporary, file)
