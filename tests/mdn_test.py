@@ -150,3 +150,22 @@ def test_done_detection_counts_fires_at_deaths_and_elsewhere(latent_workdir):
     shifted = {**params, 'rnn': {**params['rnn'], 'head': head}}
     result = mdn.done_detection(model, shifted, data, lengths)
     assert result['death_recall'] == result['false_fire_rate'] == expected
+
+
+def test_reward_prediction_sums_the_heads_predictions_over_each_episode(latent_workdir):
+  config = configs.get('default:tiny')
+  config.mdn.model.predict_reward = True
+  data, lengths = mdn.load_sequences(config, latent_workdir)
+  model = world.mdn_model(config)
+  params = mdn.create_train_state(config, jax.random.PRNGKey(0)).params
+  head = dict(params['rnn']['head'])  # The reward is the head's last output.
+  head['kernel'] = head['kernel'].at[:, -1].set(0.0)
+  head['bias'] = head['bias'].at[-1].set(0.25)
+  constant = {**params, 'rnn': {**params['rnn'], 'head': head}}
+  result = mdn.reward_prediction(model, constant, data, lengths, batch_size=5)
+  assert result['predicted_return'] == pytest.approx(0.25 * lengths.mean())
+  assert result['real_return'] == pytest.approx(lengths.mean())  # CartPole: +1 per step.
+  assert result['return_correlation'] == pytest.approx(1.0)
+  assert result['reward_rmse'] == pytest.approx(0.75)
+  with pytest.raises(ValueError, match='mdn.model.predict_reward=True'):
+    mdn.reward_prediction(world.mdn_model(configs.get('default:tiny')), params, data, lengths)

@@ -60,6 +60,15 @@ def test_stages_after_encode_write_results_and_skip_when_complete(latent_workdir
     assert scores['episodes'] == config.evaluate.num_episodes
     assert 1 <= scores['min'] <= scores['mean'] <= scores['max'] <= config.env.max_steps
   assert results['temperature'] == config.dream.temperature and results['round'] == 1
+  # M's heads over C's real episodes: CartPole pays 1 per step, so they hold return x episodes
+  # steps; and an episode that ends before the cap ended by a death.
+  on_real = results['m_on_real_episodes']
+  real = results['real']
+  assert on_real['episodes'] == real['episodes']
+  assert on_real['steps'] == pytest.approx(real['mean'] * real['episodes'])
+  assert on_real['deaths'] == real['episodes'] if real['max'] < config.env.max_steps else (
+      on_real['deaths'] < real['episodes'])
+  assert 0 <= on_real['death_recall'] <= 1 and 0 <= on_real['false_fire_rate'] <= 1
   assert Image.open(os.path.join(workdir, 'curves.png')).size[0] > 0
   gif = Image.open(os.path.join(workdir, 'dream_vs_real.gif'))
   assert gif.size == (256, 128) and 1 <= gif.n_frames <= config.evaluate.gif_steps

@@ -4,7 +4,9 @@ random baseline, pictures.
 Writes to the workdir:
 - `results.json`: mean, std, min and max return over `evaluate.num_episodes` episodes of C in
   the real environment (pixels through V and M), of C in the dream (at `dream.temperature`),
-  and of a uniformly random policy in the real environment; plus the temperature and episode cap.
+  and of a uniformly random policy in the real environment; plus the temperature and episode cap;
+  and `m_on_real_episodes`: M's done and reward heads run over C's real episodes (the deaths
+  its done head catches, what its reward head pays), where the dream's rating of C goes wrong.
 - `curves.png`: V's loss, M's loss, and C's population, dream and real returns over training
   (every round of the iterative procedure).
 - `dream_vs_real.gif`: a dream episode decoded by V's decoder (left) beside a real episode
@@ -27,8 +29,10 @@ from wm_jax.common import images, training
 from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.world_models.cmaes import rollout
 from wm_jax.world_models.models.conv_vae import ConvVAE
+from wm_jax.world_models.stages import mdn
 from wm_jax.world_models.stages.controller import load_world, make_scorer, restore_controller
 from wm_jax.world_models.workdir import Workdir, fingerprint
+from wm_jax.world_models.world import mdn_model
 
 
 def summarize(returns: jax.Array) -> dict[str, float]:
@@ -39,7 +43,8 @@ def summarize(returns: jax.Array) -> dict[str, float]:
 
 def score(config: ml_collections.ConfigDict, world, theta, keys) -> dict[str, Any]:
   """C's returns in the real environment and the dream, and a uniformly random policy's, over
-  `evaluate.num_episodes` episodes each, with the three `keys`."""
+  `evaluate.num_episodes` episodes each, with the three `keys`; and how M reads C's real
+  episodes (`m_on_real_episodes`)."""
   max_steps, episodes = config.env.max_steps, config.evaluate.num_episodes
   pixel_env = world.real.env
   pixel_params = world.real_params.env_params.replace(max_steps_in_episode=max_steps)
@@ -49,11 +54,42 @@ def score(config: ml_collections.ConfigDict, world, theta, keys) -> dict[str, An
         theta, jax.random.split(key, episodes)))
 
   key_real, key_dream, key_random = keys
-  return {'real': scores(world.real, world.real_params, world.policy, key_real),
+  real_returns, recorded, alive = jax.jit(jax.vmap(
+      lambda key: rollout(world.real, world.real_params, world.policy, theta, key, max_steps,
+                          record_step)))(jax.random.split(key_real, episodes))
+  return {'real': summarize(real_returns),
           'dream': scores(world.dream, world.dream_params, world.policy, key_dream),
           'random_policy': scores(pixel_env, pixel_params,
                                   random_policy(pixel_env.action_space(pixel_params)),
-                                  key_random)}
+                                  key_random),
+          'm_on_real_episodes': m_on_episodes(config, world, jax.device_get(recorded),
+                                              np.asarray(alive))}
+
+
+def record_step(state, action, reward, terminated, truncated) -> dict[str, jax.Array]:
+  """What M reads and predicts of a real step (`rollout`'s record over `LatentEnv`)."""
+  del truncated
+  return {'mu': state.mu, 'logvar': state.logvar, 'actions': action, 'rewards': reward,
+          'terminals': terminated}
+
+
+def m_on_episodes(config: ml_collections.ConfigDict, world, recorded: dict[str, np.ndarray],
+                  alive: np.ndarray) -> dict[str, float]:
+  """M's heads run over C's real episodes (`record_step` [E, T, ...], alive [E, T]), as the
+  dream would use them: where its done head fires (`mdn.done_detection`) and what its reward
+  head pays (`mdn.reward_prediction`). What the dream gets wrong about C, measured on C's own
+  episodes: M learned from other policies' data."""
+  lengths = alive.sum(axis=1)
+  data, lengths = mdn.pack_sequences(
+      [{name: value[i, :n] for name, value in recorded.items()} for i, n in enumerate(lengths)],
+      world.real.action_features)
+  model, params = mdn_model(config), world.dream_params.mdn_params
+  results = {'episodes': len(lengths), 'steps': int(lengths.sum())}
+  if model.predict_done:
+    results.update(mdn.done_detection(model, params, data, lengths))
+  if model.predict_reward:
+    results.update(mdn.reward_prediction(model, params, data, lengths))
+  return results
 
 
 def random_policy(space):
@@ -82,7 +118,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
              **score(config, world, theta, (key_real, key_dream, key_random)),
              'round': last_round, 'temperature': config.dream.temperature,
              'max_steps': config.env.max_steps, 'config': meta}
-  print('results:', json.dumps({k: results[k] for k in ('real', 'dream', 'random_policy')}))
+  print('results:', json.dumps({k: results[k] for k in ('real', 'dream', 'random_policy',
+                                                         'm_on_real_episodes')}))
   if not os.access(paths.root, os.W_OK):
     warnings.warn(f'{paths.root} is read-only: the results are not written.')
     return results

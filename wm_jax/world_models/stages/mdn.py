@@ -58,6 +58,13 @@ def load_sequences(config: ml_collections.ConfigDict, workdir: str, round_index:
   for r in range(round_index + 1):
     source = open_latents(config, workdir, r)
     episodes += [source[i] for i in range(len(source))]
+  return pack_sequences(episodes, real_env(config).features)
+
+
+def pack_sequences(episodes: list[dict[str, np.ndarray]], features
+                   ) -> tuple[Sequences, np.ndarray]:
+  """Episodes ({'mu', 'logvar' [T, z], 'actions' [T, ...], 'terminals', 'rewards' [T]}) end to
+  end as Sequences on host, actions through M's input `features`; and their lengths [E]."""
   lengths = np.array([len(e['mu']) for e in episodes])
 
   def cat(name):
@@ -66,10 +73,39 @@ def load_sequences(config: ml_collections.ConfigDict, workdir: str, round_index:
   last = np.concatenate([np.arange(n) == n - 1 for n in lengths])
   return Sequences(
       mu=cat('mu'), logvar=cat('logvar'),
-      actions=np.asarray(real_env(config).features(cat('actions')), np.float32),
+      actions=np.asarray(features(cat('actions')), np.float32),
       restarts=first, has_next=(~last).astype(np.float32),
       terminals=cat('terminals').astype(np.float32), rewards=cat('rewards').astype(np.float32),
   ), lengths
+
+
+def head_outputs(model: MDNRNN, params, data: Sequences, lengths: np.ndarray,
+                 batch_size: int = 64) -> dict[str, np.ndarray]:
+  """M run over whole episodes (z = mu, teacher-forced): its done logits and reward predictions
+  at every step of `data` [N] ({'done_logits', 'rewards'}, the heads M has).
+
+  `data` and `lengths` as `load_sequences` returns them; the output at step t reads (z_t, a_t).
+  """
+  starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+  time = np.arange(int(lengths.max()))
+
+  def heads(p, z, a, r):
+    output = model.apply({'params': p}, z, a, r)[1]
+    return {'done_logits': output.done_logits, 'rewards': output.rewards}
+  apply = jax.jit(heads)
+  outputs = {}
+  for first in range(0, len(lengths), batch_size):
+    # The last batch wraps around to the first episodes: one compiled shape.
+    episodes = np.arange(first, first + batch_size) % len(lengths)
+    valid = time[None] < lengths[episodes][:, None]  # [batch, longest]
+    # Steps past an episode's end read step 0: M is causal, and their outputs are dropped.
+    index = np.where(valid, starts[episodes][:, None] + time[None], 0)
+    batch = apply(params, data.mu[index], data.actions[index], data.restarts[index])
+    for name, value in batch.items():
+      if value is not None:
+        outputs.setdefault(name, np.zeros(len(data.mu), np.float32))[index[valid]] = (
+            np.asarray(value)[valid])
+  return outputs
 
 
 def done_detection(model: MDNRNN, params, data: Sequences, lengths: np.ndarray,
@@ -83,24 +119,34 @@ def done_detection(model: MDNRNN, params, data: Sequences, lengths: np.ndarray,
   """
   if not model.predict_done:
     raise ValueError('done_detection needs an M with a done head (mdn.predict_done=True).')
-  starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-  time = np.arange(int(lengths.max()))
-  apply = jax.jit(lambda p, z, a, r: model.apply({'params': p}, z, a, r)[1].done_logits)
-  fires = np.zeros(len(data.terminals), bool)  # Per flat step.
-  for first in range(0, len(lengths), batch_size):
-    # The last batch wraps around to the first episodes: one compiled shape.
-    episodes = np.arange(first, first + batch_size) % len(lengths)
-    valid = time[None] < lengths[episodes][:, None]  # [batch, longest]
-    # Steps past an episode's end read step 0: M is causal, and their outputs are dropped.
-    index = np.where(valid, starts[episodes][:, None] + time[None], 0)
-    logits = apply(params, data.mu[index], data.actions[index], data.restarts[index])
-    fires[index[valid]] = np.asarray(logits)[valid] > threshold
+  fires = head_outputs(model, params, data, lengths, batch_size)['done_logits'] > threshold
   terminals = np.asarray(data.terminals) > 0
-  last = starts + lengths - 1
+  last = np.cumsum(lengths) - 1
   deaths = int(terminals[last].sum())
   return {'deaths': deaths,
           'death_recall': float((terminals & fires)[last].sum() / max(deaths, 1)),
           'false_fire_rate': float(fires[~terminals].mean())}
+
+
+def reward_prediction(model: MDNRNN, params, data: Sequences, lengths: np.ndarray,
+                      batch_size: int = 64) -> dict[str, float]:
+  """How M's reward head, run over real episodes (z = mu, teacher-forced), would pay them in the
+  dream: the mean real and predicted returns (sums over each episode), their correlation across
+  episodes, and the root-mean-square error per step."""
+  if not model.predict_reward:
+    raise ValueError('reward_prediction needs an M with a reward head '
+                     '(mdn.model.predict_reward=True).')
+  predicted = head_outputs(model, params, data, lengths, batch_size)['rewards']
+  rewards = np.asarray(data.rewards, np.float64)
+  episode = np.repeat(np.arange(len(lengths)), lengths)
+  real_returns, predicted_returns = (np.bincount(episode, weights=x) for x in (rewards, predicted))
+  correlation = (float(np.corrcoef(real_returns, predicted_returns)[0, 1])
+                 if len(lengths) > 1 and real_returns.std() > 0 and predicted_returns.std() > 0
+                 else float('nan'))
+  return {'real_return': float(real_returns.mean()),
+          'predicted_return': float(predicted_returns.mean()),
+          'return_correlation': correlation,
+          'reward_rmse': float(np.sqrt(np.mean(np.square(predicted - rewards))))}
 
 
 def check_steps(num_steps: int, num_streams: int, chunk_length: int, source: str) -> None:
