@@ -11,12 +11,18 @@ pays its prediction per step. Episodes never end early, so the dream runs to
 real episodes.
 """
 
+import ml_collections
+
 from wm_jax.world_models.configs import carracing
 
 
-def get_config():
-  config = carracing.get_config()
+def in_the_dream(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A CarRacing config with C trained in the dream of an M with a reward head."""
   config.mdn.model.predict_reward = True
   config.controller.train_in = 'dream'
   config.dream.temperature = 1.0
   return config
+
+
+def get_config():
+  return in_the_dream(carracing.get_config())
