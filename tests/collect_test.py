@@ -1,5 +1,9 @@
+import glob
 import multiprocessing
 import os
+import signal
+import threading
+import time
 
 import jax
 import numpy as np
@@ -126,6 +130,28 @@ def test_host_collection_is_the_same_whatever_the_workers_and_interruptions(tmp_
   assert (published.st_ino, published.st_mtime_ns) == (block_0.st_ino, block_0.st_mtime_ns)
   assert not os.path.exists(blocks)
   assert dataset_files(tmp_path / 'one_worker') == dataset_files(tmp_path / 'two_workers')
+
+
+def test_a_dead_collection_worker_is_an_error_not_a_wait(tmp_path):
+  config = configs.get('carracing')  # A game in the worker's own process: no orphan left.
+  config.env.max_steps, config.env.num_workers = 50, 2
+  config.collect.num_episodes, config.collect.episodes_per_chunk = 40, 10
+  others = set(multiprocessing.active_children())
+  writing = os.path.join(Workdir(str(tmp_path)).rollouts, host_collect.UNFINISHED_BLOCKS,
+                         'block-*.*.tmp')  # A worker's shard while it plays the block.
+
+  def kill_a_playing_worker():
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not glob.glob(writing):
+      time.sleep(0.01)
+    os.kill(int(glob.glob(writing)[0].split('.')[-2]), signal.SIGKILL)
+
+  killer = threading.Thread(target=kill_a_playing_worker)
+  killer.start()
+  with pytest.raises(RuntimeError, match=r'worker died \(exit code -9\) while blocks \['):
+    collect_stage.collect(config, str(tmp_path))
+  killer.join()
+  assert not [p for p in multiprocessing.active_children() if p not in others]
 
 
 def test_blocks_start_only_when_the_blocks_before_may_not_keep_enough():

@@ -95,8 +95,11 @@ def _run_blocks(config, directory: str, spec: episodes_lib.EpisodeSpec,
   c = config.collect
   frames, start = 0, time.perf_counter()  # Of the kept episodes.
   done = queue.SimpleQueue()
+  others = set(multiprocessing.active_children())
   pool = multiprocessing.get_context('spawn').Pool(workers, games.init_collector,
                                                   (config.env.name,))
+  # Pool replaces a worker that dies and never reports its task: watch the first ones.
+  processes = [p for p in multiprocessing.active_children() if p not in others]
   try:
     running = set()
     while _last_block(blocks, c.num_episodes) is None:
@@ -106,7 +109,7 @@ def _run_blocks(config, directory: str, spec: episodes_lib.EpisodeSpec,
                 c.max_action_repeat, c.min_steps, spec, os.getpid())
         pool.apply_async(_collect_block, (task,), callback=done.put, error_callback=done.put)
         running.add(index)
-      result = done.get()
+      result = _next_result(done, processes, running)
       if isinstance(result, BaseException):
         raise result
       index, block = result
@@ -121,6 +124,21 @@ def _run_blocks(config, directory: str, spec: episodes_lib.EpisodeSpec,
   finally:
     pool.terminate()
     pool.join()
+
+
+def _next_result(done: queue.SimpleQueue, processes, running: set[int]):
+  """The next block a worker finished (or the exception it raised); raises if a worker process
+  died first (killed, out of memory, its game crashed), whose block would never report."""
+  while True:
+    try:
+      return done.get(timeout=1.0)
+    except queue.Empty:
+      for process in processes:
+        if process.exitcode is not None:
+          raise RuntimeError(
+              f'A collection worker died (exit code {process.exitcode}) while blocks '
+              f'{sorted(running)} were being played; run the collection again to resume from '
+              f'the finished blocks.')
 
 
 def _finished_blocks(directory: str, metadata: Mapping[str, Any]) -> dict[int, _Block]:
