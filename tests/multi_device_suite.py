@@ -66,7 +66,8 @@ def test_v_step():
 
 def test_vqvae_step_with_codebook_and_batch_norm_statistics():
   """The codebook's first-batch init and EMA counts and sums, and BatchNorm's statistics, are
-  over the whole batch of 8 clips, one per device."""
+  over the whole batch of 8 clips, one per device. (The trainer around the step, `training.fit`
+  with a sharded batch, is V's too: multi_host_test runs it end to end.)"""
   config = tiny_vqvae_config(None)
   config.data.batch_size = NUM_DEVICES
   videos = np.random.default_rng(0).integers(0, 256, (NUM_DEVICES, *vqvae.video_shape(config)),
