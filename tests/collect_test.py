@@ -142,9 +142,12 @@ def test_a_dead_collection_worker_is_an_error_not_a_wait(tmp_path):
 
   def kill_a_playing_worker():
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not glob.glob(writing):
+    while time.monotonic() < deadline:
+      shards = glob.glob(writing)
+      if shards:
+        os.kill(int(shards[0].split('.')[-2]), signal.SIGKILL)
+        return
       time.sleep(0.01)
-    os.kill(int(glob.glob(writing)[0].split('.')[-2]), signal.SIGKILL)
 
   killer = threading.Thread(target=kill_a_playing_worker)
   killer.start()

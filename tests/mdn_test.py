@@ -138,7 +138,10 @@ def test_done_detection_counts_fires_at_deaths_and_elsewhere(latent_workdir):
     recalled += terminal[-1] and fires[-1]
     fired += np.sum(fires & ~terminal)
     others += np.sum(~terminal)
-  result = mdn.done_detection(model, params, data, lengths, threshold, batch_size=5)
+  outputs = mdn.head_outputs(model, params, data, lengths, batch_size=5)
+  assert set(outputs) == {'done_logits'}  # The heads this M has.
+  np.testing.assert_allclose(outputs['done_logits'], np.concatenate(logits), atol=1e-5)
+  result = mdn.done_detection(outputs['done_logits'], data, lengths, threshold)
   assert result['deaths'] == deaths > 0
   assert result['death_recall'] == pytest.approx(recalled / deaths)
   assert result['false_fire_rate'] == pytest.approx(fired / others)
@@ -148,7 +151,8 @@ def test_done_detection_counts_fires_at_deaths_and_elsewhere(latent_workdir):
     head = dict(params['rnn']['head'])
     head['bias'] = head['bias'].at[-1].set(bias)  # The done logit is the head's last output.
     shifted = {**params, 'rnn': {**params['rnn'], 'head': head}}
-    result = mdn.done_detection(model, shifted, data, lengths)
+    result = mdn.done_detection(mdn.head_outputs(model, shifted, data, lengths)['done_logits'],
+                                data, lengths)
     assert result['death_recall'] == result['false_fire_rate'] == expected
 
 
@@ -162,10 +166,10 @@ def test_reward_prediction_sums_the_heads_predictions_over_each_episode(latent_w
   head['kernel'] = head['kernel'].at[:, -1].set(0.0)
   head['bias'] = head['bias'].at[-1].set(0.25)
   constant = {**params, 'rnn': {**params['rnn'], 'head': head}}
-  result = mdn.reward_prediction(model, constant, data, lengths, batch_size=5)
+  outputs = mdn.head_outputs(model, constant, data, lengths, batch_size=5)
+  assert set(outputs) == {'done_logits', 'rewards'}
+  result = mdn.reward_prediction(outputs['rewards'], data, lengths)
   assert result['predicted_return'] == pytest.approx(0.25 * lengths.mean())
   assert result['real_return'] == pytest.approx(lengths.mean())  # CartPole: +1 per step.
   assert result['return_correlation'] == pytest.approx(1.0)
   assert result['reward_rmse'] == pytest.approx(0.75)
-  with pytest.raises(ValueError, match='mdn.model.predict_reward=True'):
-    mdn.reward_prediction(world.mdn_model(configs.get('default:tiny')), params, data, lengths)

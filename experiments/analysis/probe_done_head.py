@@ -38,14 +38,17 @@ def main(argv):
   while episodes_lib.is_complete(paths.latents(rounds)):
     rounds += 1
   model = mdn_model(config)
+  if not model.predict_done:
+    raise app.UsageError('The probe needs an M with a done head (mdn.model.predict_done=True).')
   params = mdn.restore_params(config, workdir, _M_ROUND.value)
   data, lengths = mdn.load_sequences(config, workdir, rounds - 1)
+  done_logits = mdn.head_outputs(model, params, data, lengths)['done_logits']
   first_episode = 0
   for r in range(rounds):
     count = len(episodes_lib.open_episodes(paths.latents(r), 'latent'))
     steps = slice(int(lengths[:first_episode].sum()),
                   int(lengths[:first_episode + count].sum()))
-    result = mdn.done_detection(model, params, jax.tree.map(lambda x: x[steps], data),
+    result = mdn.done_detection(done_logits[steps], jax.tree.map(lambda x: x[steps], data),
                                 lengths[first_episode:first_episode + count], _THRESHOLD.value)
     seen = 'trained on' if r <= _M_ROUND.value else 'held out'
     print(f"round {r}'s {count} episodes ({seen}) through round {_M_ROUND.value}'s M: "

@@ -98,7 +98,9 @@ def _run_blocks(config, directory: str, spec: episodes_lib.EpisodeSpec,
   others = set(multiprocessing.active_children())
   pool = multiprocessing.get_context('spawn').Pool(workers, games.init_collector,
                                                   (config.env.name,))
-  # Pool replaces a worker that dies and never reports its task: watch the first ones.
+  # Pool replaces a worker that dies and never reports its task: watch the first ones. (Not
+  # covered: a worker killed while idle, waiting for a task, holds the task queue's lock
+  # forever, and Pool.terminate below then blocks on it.)
   processes = [p for p in multiprocessing.active_children() if p not in others]
   try:
     running = set()

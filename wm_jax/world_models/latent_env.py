@@ -14,10 +14,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
 from wm_jax.envs.host import step_without_reset
+from wm_jax.world_models.cmaes import rollout
 from wm_jax.world_models.models.conv_vae import ConvVAE
 from wm_jax.world_models.models.mdn_rnn import MDNRNN, controller_observation, mdn_step
 
@@ -113,3 +115,25 @@ class LatentEnv(environment.Environment):
   def observation_space(self, params=None):
     size = self.mdn.z_size + (2 if self.include_cell else 1) * self.mdn.hidden_size
     return spaces.Box(-jnp.inf, jnp.inf, (size,), jnp.float32)
+
+
+def record_latent_step(state: LatentState, action, reward, terminated, truncated
+                       ) -> dict[str, jax.Array]:
+  """What the latent datasets hold of a real step through `LatentEnv` (`rollout`'s `record`):
+  V's mu and log-variance of the frame the action was taken from, the action, its reward, and
+  whether the episode ended after it (`dones`) by termination (`terminals`)."""
+  return {'mu': state.mu, 'logvar': state.logvar, 'actions': action,
+          'rewards': reward.astype(jnp.float32), 'dones': terminated | truncated,
+          'terminals': terminated}
+
+
+def play_latent_episodes(env: LatentEnv, env_params: LatentParams, policy, theta,
+                         keys: jax.Array, max_steps: int
+                         ) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+  """One episode of `policy(theta, ., .)` per key [E], vmapped in one jitted call: their returns
+  [E] and, per episode, `record_latent_step`'s arrays [length, ...] (on host)."""
+  returns, steps, alive = jax.device_get(jax.jit(jax.vmap(
+      lambda key: rollout(env, env_params, policy, theta, key, max_steps,
+                          record_latent_step)))(keys))
+  return returns, [{name: values[e, :length] for name, values in steps.items()}
+                   for e, length in enumerate(alive.sum(axis=1))]

@@ -1,6 +1,7 @@
 """CarRacing-v3 sized for the 2-core CPU, C trained in the dream of an M with a reward head
-(carracing_dream.py's switch) on carracing_small.py's data, V and M, with the paper's CMA-ES
-population (64 x 16 dream episodes of 1,000 steps) for 300 generations (the paper: 1,800).
+(carracing_dream.py's switch): carracing_small.py's data, V and encoding, its M with a reward
+head, and the paper's CMA-ES population (64 x 16 dream episodes of 1,000 steps) for 300
+generations (the paper: 1,800).
 
   python -m experiments.world_models --config=wm_jax/world_models/configs/carracing_dream_small.py \
       --workdir=runs/carracing_dream_small

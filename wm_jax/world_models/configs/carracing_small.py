@@ -1,7 +1,7 @@
 """CarRacing-v3 sized for the 2-core CPU, C trained in the REAL environment as in the paper: the
 paper's V (z 32), M (256 units, no restart flag) and C (867 parameters) on 1,000 random episodes
 instead of 10,000, V for 3,000 steps, and a CMA-ES budget of 16 candidates x 1 real episode for
-100 generations (the paper: 64 x 16 for 1,800, i.e. 1,800x the real episodes).
+100 generations: 1,600 real episodes (the paper: 64 x 16 for 1,800, 1,843,200).
 
   python -m experiments.world_models --config=wm_jax/world_models/configs/carracing_small.py \
       --workdir=runs/carracing_small
@@ -18,7 +18,7 @@ from wm_jax.world_models.configs import carracing
 def get_config():
   config = carracing.get_config()
   config.collect.num_episodes = 1000
-  config.vae.num_steps = 3000  # ~0.3 epoch: the paper's 1 epoch of 1M frames is 10,000 steps.
+  config.vae.num_steps = 3000  # ~0.3 epoch of these 1M frames (paper: 1 epoch of 10M frames).
   config.vae.learning_rate = 3e-4  # As doom_take_cover_small: the paper's 1e-4 needs more steps.
   config.vae.eval_every = 500
   config.vae.checkpoint_every = 500

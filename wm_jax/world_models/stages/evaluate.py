@@ -28,11 +28,11 @@ from matplotlib.figure import Figure
 from wm_jax.common import images, training
 from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.world_models.cmaes import rollout
+from wm_jax.world_models.latent_env import play_latent_episodes
 from wm_jax.world_models.models.conv_vae import ConvVAE
 from wm_jax.world_models.stages import mdn
 from wm_jax.world_models.stages.controller import load_world, make_scorer, restore_controller
 from wm_jax.world_models.workdir import Workdir, fingerprint
-from wm_jax.world_models.world import mdn_model
 
 
 def summarize(returns: jax.Array) -> dict[str, float]:
@@ -54,42 +54,30 @@ def score(config: ml_collections.ConfigDict, world, theta, keys) -> dict[str, An
         theta, jax.random.split(key, episodes)))
 
   key_real, key_dream, key_random = keys
-  real_returns, recorded, alive = jax.jit(jax.vmap(
-      lambda key: rollout(world.real, world.real_params, world.policy, theta, key, max_steps,
-                          record_step)))(jax.random.split(key_real, episodes))
+  real_returns, real_episodes = play_latent_episodes(
+      world.real, world.real_params, world.policy, theta, jax.random.split(key_real, episodes),
+      max_steps)
   return {'real': summarize(real_returns),
           'dream': scores(world.dream, world.dream_params, world.policy, key_dream),
           'random_policy': scores(pixel_env, pixel_params,
                                   random_policy(pixel_env.action_space(pixel_params)),
                                   key_random),
-          'm_on_real_episodes': m_on_episodes(config, world, jax.device_get(recorded),
-                                              np.asarray(alive))}
+          'm_on_real_episodes': m_on_episodes(world, real_episodes)}
 
 
-def record_step(state, action, reward, terminated, truncated) -> dict[str, jax.Array]:
-  """What M reads and predicts of a real step (`rollout`'s record over `LatentEnv`)."""
-  del truncated
-  return {'mu': state.mu, 'logvar': state.logvar, 'actions': action, 'rewards': reward,
-          'terminals': terminated}
-
-
-def m_on_episodes(config: ml_collections.ConfigDict, world, recorded: dict[str, np.ndarray],
-                  alive: np.ndarray) -> dict[str, float]:
-  """M's heads run over C's real episodes (`record_step` [E, T, ...], alive [E, T]), as the
-  dream would use them: where its done head fires (`mdn.done_detection`) and what its reward
-  head pays (`mdn.reward_prediction`). What the dream gets wrong about C, measured on C's own
-  episodes: M learned from other policies' data."""
-  lengths = alive.sum(axis=1)
-  data, lengths = mdn.pack_sequences(
-      [{name: value[i, :n] for name, value in recorded.items()} for i, n in enumerate(lengths)],
-      world.real.action_features)
-  model, params = mdn_model(config), world.dream_params.mdn_params
-  results = {'episodes': len(lengths), 'steps': int(lengths.sum())}
-  if model.predict_done:
-    results.update(mdn.done_detection(model, params, data, lengths))
-  if model.predict_reward:
-    results.update(mdn.reward_prediction(model, params, data, lengths))
-  return results
+def m_on_episodes(world, episodes: list[dict[str, np.ndarray]]) -> dict[str, float]:
+  """M's heads run over C's real episodes (`play_latent_episodes`'), teacher-forced with z = mu:
+  where its done head fires (logit > 0: `mdn.done_detection`) and what its reward head pays
+  (`mdn.reward_prediction`), the heads M has. What the dream gets wrong about C, measured on C's
+  own episodes (M learned from other policies' data)."""
+  data, lengths = mdn.pack_sequences(episodes, world.real.action_features)
+  model, params = world.real.mdn, world.dream_params.mdn_params
+  outputs = mdn.head_outputs(model, params, data, lengths)
+  return {'episodes': len(lengths), 'steps': int(lengths.sum()),
+          **(mdn.done_detection(outputs['done_logits'], data, lengths)
+             if model.predict_done else {}),
+          **(mdn.reward_prediction(outputs['rewards'], data, lengths)
+             if model.predict_reward else {})}
 
 
 def random_policy(space):

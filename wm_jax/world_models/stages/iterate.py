@@ -23,7 +23,7 @@ import numpy as np
 
 from wm_jax.common.workdir_lock import holds_workdir_lock
 from wm_jax.data import episodes as episodes_lib
-from wm_jax.world_models.cmaes import rollout
+from wm_jax.world_models.latent_env import play_latent_episodes
 from wm_jax.world_models.stages import controller, mdn
 from wm_jax.world_models.workdir import Workdir, clear_if_stale, latents_fingerprint
 
@@ -48,30 +48,17 @@ def collect_with_controller(config: ml_collections.ConfigDict, workdir: str,
     return jnp.where(jax.random.uniform(key_coin) < epsilon, space.sample(key_action),
                      world.policy(params, observation, key))
 
-  def record(state, action, reward, terminated, truncated):
-    return {'mu': state.mu, 'logvar': state.logvar, 'actions': action,
-            'rewards': reward.astype(jnp.float32), 'dones': terminated | truncated,
-            'terminals': terminated}
-
-  max_steps = config.env.max_steps
   keys = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), 100 + round_index),
                           config.iterative.num_episodes)
-  _, steps, alive = jax.device_get(jax.jit(jax.vmap(
-      lambda key: rollout(world.real, world.real_params, explore, theta, key, max_steps,
-                          record)))(keys))
-
-  def episodes():
-    for e in range(len(keys)):
-      length = int(alive[e].sum())
-      yield {name: values[e, :length] for name, values in steps.items()}
-
+  _, episodes = play_latent_episodes(world.real, world.real_params, explore, theta, keys,
+                                     config.env.max_steps)
   z = config.vae.model.z_size
-  action = steps['actions'][0, 0]
+  action = episodes[0]['actions'][0]
   spec = {'mu': ((z,), np.float32), 'logvar': ((z,), np.float32),
           'actions': (action.shape, action.dtype), 'rewards': ((), np.float32),
           'dones': ((), np.bool_), 'terminals': ((), np.bool_)}
-  episodes_lib.write_episodes(path, spec, episodes(), meta)
-  lengths = alive.sum(axis=1)
+  episodes_lib.write_episodes(path, spec, episodes, meta)
+  lengths = np.array([len(episode['mu']) for episode in episodes])
   print(f'round {round_index}: collected {len(lengths)} episodes with C, mean length '
         f'{lengths.mean():.1f} (+- {lengths.std():.1f}), {int(lengths.sum())} steps', flush=True)
   return episodes_lib.summary(path)

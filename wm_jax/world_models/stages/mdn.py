@@ -81,45 +81,37 @@ def pack_sequences(episodes: list[dict[str, np.ndarray]], features
 
 def head_outputs(model: MDNRNN, params, data: Sequences, lengths: np.ndarray,
                  batch_size: int = 64) -> dict[str, np.ndarray]:
-  """M run over whole episodes (z = mu, teacher-forced): its done logits and reward predictions
-  at every step of `data` [N] ({'done_logits', 'rewards'}, the heads M has).
+  """M run over whole episodes (z = mu, teacher-forced): the heads it has, at every step of
+  `data` [N]: 'done_logits' (the episode ends after step t) and 'rewards' (step t's reward).
 
-  `data` and `lengths` as `load_sequences` returns them; the output at step t reads (z_t, a_t).
+  `data` and `lengths` as `load_sequences` returns them; the output at step t reads (z_t, a_t),
+  as the dream's step does.
   """
   starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
   time = np.arange(int(lengths.max()))
-
-  def heads(p, z, a, r):
-    output = model.apply({'params': p}, z, a, r)[1]
-    return {'done_logits': output.done_logits, 'rewards': output.rewards}
-  apply = jax.jit(heads)
-  outputs = {}
+  apply = jax.jit(lambda p, z, a, r: model.apply({'params': p}, z, a, r)[1])
+  names = ('done_logits',) * model.predict_done + ('rewards',) * model.predict_reward
+  outputs = {name: np.zeros(len(data.mu), np.float32) for name in names}
   for first in range(0, len(lengths), batch_size):
     # The last batch wraps around to the first episodes: one compiled shape.
     episodes = np.arange(first, first + batch_size) % len(lengths)
     valid = time[None] < lengths[episodes][:, None]  # [batch, longest]
     # Steps past an episode's end read step 0: M is causal, and their outputs are dropped.
     index = np.where(valid, starts[episodes][:, None] + time[None], 0)
-    batch = apply(params, data.mu[index], data.actions[index], data.restarts[index])
-    for name, value in batch.items():
-      if value is not None:
-        outputs.setdefault(name, np.zeros(len(data.mu), np.float32))[index[valid]] = (
-            np.asarray(value)[valid])
+    output = apply(params, data.mu[index], data.actions[index], data.restarts[index])
+    for name in names:
+      outputs[name][index[valid]] = np.asarray(getattr(output, name))[valid]
   return outputs
 
 
-def done_detection(model: MDNRNN, params, data: Sequences, lengths: np.ndarray,
-                   threshold: float = 0.0, batch_size: int = 64) -> dict[str, float]:
-  """How M's done head, run over real episodes (z = mu, teacher-forced), would end the dream.
-
-  `data` and `lengths` as `load_sequences` returns them. A step "fires" where the done logit
-  exceeds `threshold` (the dream's: 0). Returns the number of episodes that end in a death, the
-  fraction of them whose last step fires (`death_recall`) and the fraction of the other steps
-  that fire (`false_fire_rate`).
-  """
-  if not model.predict_done:
-    raise ValueError('done_detection needs an M with a done head (mdn.predict_done=True).')
-  fires = head_outputs(model, params, data, lengths, batch_size)['done_logits'] > threshold
+def done_detection(done_logits: np.ndarray, data: Sequences, lengths: np.ndarray,
+                   threshold: float = 0.0) -> dict[str, float]:
+  """How M's done head would end the dream on real episodes: `done_logits` [N] as
+  `head_outputs` gives them for `data` and `lengths`. A step "fires" where the logit exceeds
+  `threshold` (the dream's with `dream.sample_done=False`: 0). Returns the number of episodes
+  that end in a death, the fraction of them whose last step fires (`death_recall`) and the
+  fraction of the other steps that fire (`false_fire_rate`)."""
+  fires = done_logits > threshold
   terminals = np.asarray(data.terminals) > 0
   last = np.cumsum(lengths) - 1
   deaths = int(terminals[last].sum())
@@ -128,24 +120,20 @@ def done_detection(model: MDNRNN, params, data: Sequences, lengths: np.ndarray,
           'false_fire_rate': float(fires[~terminals].mean())}
 
 
-def reward_prediction(model: MDNRNN, params, data: Sequences, lengths: np.ndarray,
-                      batch_size: int = 64) -> dict[str, float]:
-  """How M's reward head, run over real episodes (z = mu, teacher-forced), would pay them in the
-  dream: the mean real and predicted returns (sums over each episode), their correlation across
-  episodes, and the root-mean-square error per step."""
-  if not model.predict_reward:
-    raise ValueError('reward_prediction needs an M with a reward head '
-                     '(mdn.model.predict_reward=True).')
-  predicted = head_outputs(model, params, data, lengths, batch_size)['rewards']
+def reward_prediction(predicted: np.ndarray, data: Sequences, lengths: np.ndarray
+                      ) -> dict[str, float | None]:
+  """How M's reward head would pay real episodes in the dream: `predicted` [N] as `head_outputs`
+  gives them for `data` and `lengths`. Returns the mean real and predicted returns (sums over
+  each episode), their correlation across episodes (None where either is constant) and the
+  root-mean-square error per step."""
   rewards = np.asarray(data.rewards, np.float64)
   episode = np.repeat(np.arange(len(lengths)), lengths)
   real_returns, predicted_returns = (np.bincount(episode, weights=x) for x in (rewards, predicted))
-  correlation = (float(np.corrcoef(real_returns, predicted_returns)[0, 1])
-                 if len(lengths) > 1 and real_returns.std() > 0 and predicted_returns.std() > 0
-                 else float('nan'))
+  varies = len(lengths) > 1 and real_returns.std() > 0 and predicted_returns.std() > 0
   return {'real_return': float(real_returns.mean()),
           'predicted_return': float(predicted_returns.mean()),
-          'return_correlation': correlation,
+          'return_correlation': (float(np.corrcoef(real_returns, predicted_returns)[0, 1])
+                                 if varies else None),
           'reward_rmse': float(np.sqrt(np.mean(np.square(predicted - rewards))))}
 
 
