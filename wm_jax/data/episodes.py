@@ -6,10 +6,11 @@ One example is one episode: a dict of arrays whose leading axis is time, e.g. pi
 
 Shards are written one episode at a time (`write_shard`), so memory stays that of one episode
 (of one shard where `first_episodes` cuts one) whatever the dataset's size, and by whichever
-process makes the episodes (host-game collection writes one shard per worker task). `publish` then names them, writes TFDS's metadata in a
-temporary folder (`incomplete.*`) and renames it into place, so a killed write never leaves a
-dataset that `open_episodes` takes for complete; the next write removes what a killed write or
-a damaged dataset (a shard or `dataset_info.json` deleted) left.
+process makes the episodes (host-game collection writes one shard per worker task). `publish`
+then names them, writes TFDS's metadata in a temporary folder (`incomplete.*`) and renames it
+into place, so a killed write never leaves a dataset that `open_episodes` takes for complete;
+the next write removes what a killed write or a damaged dataset (a shard or `dataset_info.json`
+deleted) left.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def score(config: ml_collections.ConfigDict, world, theta, keys) -> dict[str, An
           'm_on_real_episodes': m_on_episodes(world, real_episodes)}
 
 
-def m_on_episodes(world, episodes: list[dict[str, np.ndarray]]) -> dict[str, float]:
+def m_on_episodes(world, episodes: list[dict[str, np.ndarray]]) -> dict[str, Any]:
   """M's heads run over C's real episodes (`play_latent_episodes`'), teacher-forced with z = mu:
   where its done head fires (logit > 0: `mdn.done_detection`) and what its reward head pays
   (`mdn.reward_prediction`), the heads M has. What the dream gets wrong about C, measured on C's
