@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from evosax.algorithms import CMA_ES
 from gymnax.environments import spaces
 
 from wm_jax.envs import games
@@ -13,7 +14,7 @@ from wm_jax.world_models.models.controller import doom_action, make_controller
 from wm_jax.world_models.models.conv_vae import ConvVAE
 from wm_jax.world_models.models.mdn_rnn import (MDNRNN, action_features, controller_observation,
                                                 mdn_step)
-from wm_jax.world_models.cmaes import rollout
+from wm_jax.world_models.cmaes import make_generation, rollout, strong_types
 from wm_jax.world_models.stages.controller import make_scorer
 
 Z, H, MAX_STEPS = 8, 16, 150
@@ -127,3 +128,25 @@ def test_spaces_and_errors():
   np.testing.assert_array_equal(box.high, [1, 1, 1])
   with pytest.raises(ValueError, match="No host environment 'Pong'"):
     HostEnv('Pong')
+
+
+def test_every_cmaes_candidate_plays_its_own_game():
+  """Candidates share their episodes' seeds (common random numbers), not their games: each of
+  population x rollouts episodes is a game of its own. (With the keys shared unbatched, the
+  reset was traced once for the whole population and one game was stepped by every candidate.)"""
+  env = HostEnv('CarRacing-v3', num_workers=0)
+  params = env.default_params.replace(max_steps_in_episode=2)
+  space = env.action_space(params)
+  template = {'action': jnp.zeros(3)}
+  policy = lambda theta, obs, key: jnp.clip(theta['action'], space.low, space.high)
+  es = CMA_ES(population_size=4, solution=template)
+  es_state = strong_types(es.init(jax.random.key(0), template, es.default_params))
+  generation = make_generation(env, params, policy, es, es.default_params, num_rollouts=2,
+                               max_steps=2, weight_decay=0.0)
+  try:
+    jax.block_until_ready(jax.jit(generation)(es_state, jax.random.key(1)))
+    assert sorted(env.pool._local) == list(range(4 * 2))
+    with pytest.raises(RuntimeError, match='episodes of one step share a game'):
+      env.pool.step(np.array([0, 0]), np.array([env.pool.batch] * 2), np.zeros((2, 3)))
+  finally:
+    env.close()

@@ -117,6 +117,12 @@ class _GamePool:
     if np.any(batch != self.batch):
       raise RuntimeError(f'{self.name}: a step of an episode batch that a later reset replaced '
                          '(a HostEnv runs one batch of episodes at a time).')
+    if len(np.unique(slots)) < len(slots):
+      raise RuntimeError(
+          f'{self.name}: episodes of one step share a game: the reset was vmapped over fewer '
+          'axes than the step (a reset key shared unbatched across an axis such as a CMA-ES '
+          'population); give every episode its own reset key, e.g. broadcast the keys over '
+          'that axis.')
     rewards = np.zeros(len(slots), np.float32)
     live = [i for i, slot in enumerate(slots) if not self._done[slot]]
     results = self._call('step', [(int(slots[i]), actions[i]) for i in live])

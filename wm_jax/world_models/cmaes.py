@@ -76,12 +76,16 @@ def make_generation(env, env_params, policy: Policy, es, es_params, num_rollouts
     population, es_state = es.ask(key_ask, es_state, es_params)
     if population_sharding is not None:
       population = jax.lax.with_sharding_constraint(population, population_sharding)
+    # Every candidate meets the same episodes (common random numbers), through its own copy of
+    # the keys: with keys shared unbatched, vmap would trace a reset that does not depend on
+    # theta once for all candidates, and a host game (HostEnv) would be one game they all step.
     keys = jax.random.split(key_rollouts, num_rollouts)
+    keys = jnp.broadcast_to(keys, (jax.tree.leaves(population)[0].shape[0], num_rollouts))
 
-    def candidate_returns(theta):
+    def candidate_returns(theta, keys):
       return jax.vmap(lambda k: episode_return(env, env_params, policy, theta, k, max_steps))(keys)
 
-    returns = jax.vmap(candidate_returns)(population).mean(axis=1)  # [population]
+    returns = jax.vmap(candidate_returns)(population, keys).mean(axis=1)  # [population]
     l2 = sum(jnp.sum(jnp.square(x).reshape(x.shape[0], -1), axis=1)
              for x in jax.tree.leaves(population))
     fitness = returns - weight_decay * l2
